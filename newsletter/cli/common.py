@@ -1,0 +1,47 @@
+"""What every CLI command shares: settings and database built once per invocation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import typer
+from rich.console import Console
+
+from newsletter.config import Settings, load_settings
+from newsletter.db import Database, connect
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class AppContext:
+    """Lazily built settings and database for one CLI run (an entry point, not a singleton)."""
+
+    _settings: Settings | None = None
+    _db: Database | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = connect(self.settings)
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.dispose()
+
+
+def app_context(ctx: typer.Context) -> AppContext:
+    """The ``AppContext`` stored on the root Typer context."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, AppContext):
+        root.obj = AppContext()
+        root.call_on_close(root.obj.close)
+    return root.obj

@@ -1,0 +1,40 @@
+"""``newsletter demo``: the main job end to end on the embedded default."""
+
+from __future__ import annotations
+
+from importlib import resources as pkg_resources
+from pathlib import Path
+
+import typer
+
+from newsletter.cli.common import app_context, console
+from newsletter.cli.resources import print_report
+from newsletter.config import classify_topics
+from newsletter.resources import library
+
+
+def sample_library() -> list[Path]:
+    """The bundled sample pages (a copy of the organisation's scraped library)."""
+    folder = Path(str(pkg_resources.files("newsletter") / "sample_data" / "library"))
+    return sorted(folder.glob("*.txt"))
+
+
+def demo(ctx: typer.Context) -> None:
+    """Import the sample library and show it (later steps extend this to a full send)."""
+    app_ctx = app_context(ctx)
+    settings = app_ctx.settings
+    console.rule("1. resource library")
+    console.print(f"database: {settings.database_url}")
+    records, warnings = library.parse_files(sample_library())
+    report = library.ImportReport(skipped=warnings)
+    with app_ctx.db.session() as session:
+        library.import_records(
+            records, session=session, topics=classify_topics(settings), report=report
+        )
+    print_report(report)
+    with app_ctx.db.session() as session:
+        rows = library.list_resources(session=session)
+        from newsletter.cli.resources import _table
+
+        console.print(_table(rows))
+        console.print(f"{len(rows)} resources in the library")

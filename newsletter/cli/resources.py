@@ -1,0 +1,160 @@
+"""``newsletter resources``: the editors' library from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from newsletter.cli.common import app_context, console
+from newsletter.config import classify_topics
+from newsletter.models import Resource
+from newsletter.resources import library
+from newsletter.resources.records import ResourceRecord
+
+app = typer.Typer(help="The resource library.", no_args_is_help=True)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def print_report(report: library.ImportReport) -> None:
+    """The import summary: counts, then every skipped fragment with its reason."""
+    console.print(
+        f"added {len(report.added)}, merged {len(report.merged)}, "
+        f"already present {len(report.unchanged)}, skipped {len(report.skipped)}"
+    )
+    for warning in report.skipped:
+        console.print(f"  skipped {warning.where}: {warning.message}", highlight=False)
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    paths: list[Path] = typer.Argument(..., help="Listing pages (.txt), CSV, JSON, RSS or Atom."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Import resources; duplicates merge, and a bad file stores nothing."""
+    app_ctx = app_context(ctx)
+    records, warnings = library.parse_files(paths)
+    report = library.ImportReport(skipped=warnings)
+    with _progress() as progress, app_ctx.db.session() as session:
+        task = progress.add_task("importing", total=len(records))
+        library.import_records(
+            records,
+            session=session,
+            topics=classify_topics(app_ctx.settings),
+            report=report,
+            advance=lambda: progress.advance(task),
+        )
+    if as_json:
+        console.print_json(json.dumps(report.as_dict()))
+    else:
+        print_report(report)
+
+
+def _table(rows: list[Resource]) -> Table:
+    table = Table("id", "title", "type", "source", "topics", show_lines=False)
+    for row in rows:
+        table.add_row(str(row.id), row.title, row.type or "", row.source or "", ", ".join(row.topics))
+    return table
+
+
+def _print_rows(rows: list[Resource], as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps([library.resource_as_dict(r) for r in rows]))
+    else:
+        console.print(_table(rows))
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    topic: str | None = typer.Option(None, help="Only resources tagged with this topic."),
+    type_: str | None = typer.Option(None, "--type", help="Only resources of this type."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List the library."""
+    with app_context(ctx).db.session() as session:
+        _print_rows(library.list_resources(session=session, topic=topic, type_=type_), as_json)
+
+
+@app.command("search")
+def search(ctx: typer.Context, query: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Full-text search over titles, summaries and sources."""
+    with app_context(ctx).db.session() as session:
+        _print_rows(library.search_resources(query, session=session), as_json)
+
+
+@app.command("show")
+def show(ctx: typer.Context, ref: str = typer.Argument(..., help="Id, slug or URL.")) -> None:
+    """Everything about one resource."""
+    with app_context(ctx).db.session() as session:
+        data = library.resource_as_dict(library.get_resource(ref, session=session))
+    for key, value in data.items():
+        console.print(f"[bold]{key}[/]: {value if value is not None else ''}", highlight=False)
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    title: str = typer.Option(...),
+    url: str | None = typer.Option(None),
+    summary: str = typer.Option(""),
+    type_: str | None = typer.Option(None, "--type"),
+    source: str | None = typer.Option(None),
+    topic: list[str] = typer.Option([], help="Repeat for several topics."),
+) -> None:
+    """Add one resource by hand (type and topics are inferred unless given)."""
+    app_ctx = app_context(ctx)
+    record = ResourceRecord(
+        title=title, url=url, summary=summary, type=type_, source=source,
+        topics=tuple(topic), origin="cli",
+    )
+    with app_ctx.db.session() as session:
+        row = library.add_resource(record, session=session, topics=classify_topics(app_ctx.settings))
+        console.print(f"added #{row.id} {row.slug} ({row.type or 'untyped'})")
+
+
+@app.command("edit")
+def edit(
+    ctx: typer.Context,
+    ref: str,
+    title: str | None = typer.Option(None),
+    url: str | None = typer.Option(None),
+    summary: str | None = typer.Option(None),
+    type_: str | None = typer.Option(None, "--type"),
+    source: str | None = typer.Option(None),
+    topic: list[str] | None = typer.Option(None, help="Replaces all topics; repeat."),
+) -> None:
+    """Change fields of a resource; a type or topics set here survive re-imports."""
+    given = {"title": title, "url": url, "summary": summary, "type": type_, "source": source}
+    changes: dict[str, object] = {k: v for k, v in given.items() if v is not None}
+    if topic:
+        changes["topics"] = topic
+    with app_context(ctx).db.session() as session:
+        row = library.get_resource(ref, session=session)
+        library.edit_resource(row, changes, session=session)
+        console.print(f"updated #{row.id} {row.slug}")
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, ref: str, yes: bool = typer.Option(False, "--yes", "-y")) -> None:
+    """Delete a resource."""
+    with app_context(ctx).db.session() as session:
+        row = library.get_resource(ref, session=session)
+        if not yes and not typer.confirm(f"delete #{row.id} {row.title!r}?"):
+            raise typer.Abort()
+        library.delete_resource(row, session=session)
+        console.print(f"deleted #{row.id}")

@@ -1,0 +1,138 @@
+"""Typed settings, built once per entry point and passed down.
+
+Sources, highest priority first: explicit keyword arguments (tests, CLI flags),
+``NEWSLETTER_*`` environment variables, ``newsletter.toml`` in the working
+directory (or the file named by ``NEWSLETTER_CONFIG``), then defaults.  The
+defaults run on a fresh machine with no account: SQLite under ``./var`` and a
+local outbox.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from newsletter.errors import ConfigError
+
+DEFAULT_SECRET = "dev-insecure-change-me"
+
+
+class TopicSetting(BaseModel):
+    """A topic editors and subscribers choose from, with the keywords that tag resources."""
+
+    name: str
+    keywords: list[str] = Field(default_factory=list)
+
+
+def _default_topics() -> list[TopicSetting]:
+    from newsletter.resources.classify import DEFAULT_TOPICS
+
+    return [TopicSetting(name=t.name, keywords=list(t.keywords)) for t in DEFAULT_TOPICS]
+
+
+class Settings(BaseSettings):
+    """Everything configurable; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NEWSLETTER_", extra="forbid", validate_default=True
+    )
+
+    # storage
+    database_url: str = "sqlite:///var/newsletter.db"
+    database_schema: str | None = None
+    var_dir: Path = Path("var")
+    # identity of the list
+    organisation: str = "KnowledgeWorks"
+    postal_address: str = "1515 Central Parkway, Suite 400, Cincinnati, OH 45202, USA"
+    base_url: str = "http://127.0.0.1:8000"
+    from_email: str = "newsletter@example.org"
+    from_name: str = "KnowledgeWorks Newsletter"
+    reply_to: str | None = None
+    list_id: str = "newsletter.example.org"
+    timezone: str = "UTC"
+    logo_url: str | None = None
+    topics: list[TopicSetting] = Field(default_factory=_default_topics)
+    # rendering
+    template_dir: Path | None = None
+    issues_dir: Path = Path("issues")
+    # security
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
+    debug: bool = False
+    confirm_token_max_age_days: int = 7
+    # sending
+    transport: Literal["outbox", "smtp", "sendgrid", "memory"] = "outbox"
+    outbox_dir: Path | None = None
+    batch_size: int = Field(1000, ge=1, le=1000)
+    rate_limit_per_second: float | None = None
+    max_consecutive_failures: int = 5
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_webhook_public_key: str | None = None
+    webhook_max_age_seconds: int = 600
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: Literal["none", "starttls", "ssl"] = "none"
+    smtp_connections: int = Field(2, ge=1, le=32)
+    smtp_timeout_seconds: float = 30.0
+    # scheduling
+    misfire_grace_seconds: int = 3600
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        return value
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox_dir or self.var_dir / "outbox"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("NEWSLETTER_CONFIG", "newsletter.toml"))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings once, turning pydantic's multi-line report into one clear line."""
+    config = os.environ.get("NEWSLETTER_CONFIG")
+    if config and not Path(config).is_file():
+        raise ConfigError(f"config file {config} (NEWSLETTER_CONFIG) does not exist")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {field}: {first['msg']}") from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed newsletter.toml
+        raise ConfigError(f"cannot read settings: {exc}") from None
+
+
+def classify_topics(settings: Settings) -> list[Any]:
+    """The configured topics as ``classify.Topic`` values (imported late: classify is a leaf)."""
+    from newsletter.resources.classify import Topic
+
+    return [Topic(name=t.name, keywords=tuple(t.keywords)) for t in settings.topics]

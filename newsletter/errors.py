@@ -1,0 +1,64 @@
+"""One exception hierarchy for the whole package.
+
+Library code raises these; entry points (CLI, web, scheduler) map them to one
+clear line (CLI: stderr + exit 1) or an HTTP status.  Anything that is *not* a
+``NewsletterError`` is a bug and is allowed to surface as a traceback.
+"""
+
+from __future__ import annotations
+
+
+class NewsletterError(Exception):
+    """Base of every error the user can cause and fix."""
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
+class ConfigError(NewsletterError):
+    """Settings are missing or invalid."""
+
+
+class DatabaseError(NewsletterError):
+    """The database cannot be reached or is in an unusable state."""
+
+
+class ImportFormatError(NewsletterError):
+    """An input file is corrupt, of an unknown format, or lacks required data."""
+
+
+class NotFoundError(NewsletterError):
+    """A referenced object (resource, issue, subscriber, campaign) does not exist."""
+
+
+class ValidationError(NewsletterError):
+    """User input is well-formed but not acceptable (bad email, CRLF in a header, ...)."""
+
+
+class RenderError(NewsletterError):
+    """A template or issue could not be rendered."""
+
+
+class PreflightError(NewsletterError):
+    """An issue failed its pre-send checks; ``problems`` lists every failure."""
+
+    def __init__(self, problems: list[str], *, where: str | None = None) -> None:
+        super().__init__("; ".join(problems), where=where)
+        self.problems = problems
+
+
+class TokenError(NewsletterError):
+    """A signed token is tampered with, expired, or meant for another purpose."""
+
+
+class TransportError(NewsletterError):
+    """A transport failed as a whole (not per recipient: those are returned as data)."""
+
+
+class StateError(NewsletterError):
+    """An operation is not allowed in the object's current state."""

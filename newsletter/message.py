@@ -1,0 +1,138 @@
+"""The contract between rendering and sending: a rendered email with placeholders.
+
+Rendering (MJML) is expensive and happens once per issue and segment; the
+result carries placeholders such as ``%%unsubscribe_url%%`` that are filled per
+recipient by ``Template.fill``, which only joins pre-split string parts.
+Placeholders in HTML context are written ``%%name:html%%`` and receive
+HTML-escaped values; everywhere else (subject, text part, headers) they receive
+the raw value.  SendGrid gets the same placeholders as ``substitutions``.
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from newsletter.errors import ValidationError
+
+# Per-recipient fields every template may use.
+FIELDS = ("name", "email", "unsubscribe_url", "preferences_url", "web_url")
+_PLACEHOLDER = re.compile(r"%%([a-z_]+)(:html)?%%")
+
+
+def placeholder(name: str, *, html: bool = False) -> str:
+    """The marker a template writes where a per-recipient value goes."""
+    if name not in FIELDS:
+        raise ValueError(f"unknown placeholder {name!r}")
+    return f"%%{name}:html%%" if html else f"%%{name}%%"
+
+
+def check_header_value(name: str, value: str) -> str:
+    """Refuse CR, LF and NUL in anything that becomes a header: no header injection, ever."""
+    if any(ch in value for ch in "\r\n\x00"):
+        raise ValidationError(f"{name} contains a line break or NUL character")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    """What rendering returns: subject, HTML part, text part and extra headers."""
+
+    subject: str
+    html: str
+    text: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def _split(source: str) -> tuple[tuple[str, ...], tuple[tuple[str, bool], ...]]:
+    """Literal chunks and (field, is_html) slots, alternating: chunk, slot, chunk, ..."""
+    chunks: list[str] = []
+    slots: list[tuple[str, bool]] = []
+    pos = 0
+    for match in _PLACEHOLDER.finditer(source):
+        if match.group(1) not in FIELDS:
+            continue
+        chunks.append(source[pos : match.start()])
+        slots.append((match.group(1), match.group(2) is not None))
+        pos = match.end()
+    chunks.append(source[pos:])
+    return tuple(chunks), tuple(slots)
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    chunks: tuple[str, ...]
+    slots: tuple[tuple[str, bool], ...]
+
+    @classmethod
+    def of(cls, source: str) -> _Part:
+        return cls(*_split(source))
+
+    def fill(self, raw: Mapping[str, str], escaped: Mapping[str, str]) -> str:
+        if not self.slots:
+            return self.chunks[0]
+        out = [self.chunks[0]]
+        for (name, is_html), chunk in zip(self.slots, self.chunks[1:], strict=True):
+            out.append(escaped[name] if is_html else raw[name])
+            out.append(chunk)
+        return "".join(out)
+
+    @property
+    def fields(self) -> set[str]:
+        return {name for name, _ in self.slots}
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A ``RenderedEmail`` pre-split for cheap per-recipient filling."""
+
+    source: RenderedEmail
+    subject: _Part
+    html: _Part
+    text: _Part
+    headers: tuple[tuple[str, _Part], ...]
+
+    @classmethod
+    def compile(cls, rendered: RenderedEmail) -> Template:
+        for name, value in rendered.headers.items():
+            check_header_value(name, value)
+        check_header_value("subject", rendered.subject)
+        return cls(
+            source=rendered,
+            subject=_Part.of(rendered.subject),
+            html=_Part.of(rendered.html),
+            text=_Part.of(rendered.text),
+            headers=tuple((k, _Part.of(v)) for k, v in rendered.headers.items()),
+        )
+
+    @property
+    def fields(self) -> set[str]:
+        used = self.subject.fields | self.html.fields | self.text.fields
+        for _, part in self.headers:
+            used |= part.fields
+        return used
+
+    def fill(self, values: Mapping[str, str]) -> RenderedEmail:
+        """The email for one recipient; missing fields become empty strings."""
+        raw = {name: values.get(name, "") for name in FIELDS}
+        for name in ("name", "email"):
+            check_header_value(name, raw[name])
+        escaped = {name: htmllib.escape(value) for name, value in raw.items()}
+        return RenderedEmail(
+            subject=self.subject.fill(raw, escaped),
+            html=self.html.fill(raw, escaped),
+            text=self.text.fill(raw, escaped),
+            headers={k: part.fill(raw, escaped) for k, part in self.headers},
+        )
+
+
+def substitutions(values: Mapping[str, str]) -> dict[str, str]:
+    """Placeholder -> value pairs for providers that substitute themselves (SendGrid)."""
+    subs: dict[str, str] = {}
+    for name in FIELDS:
+        value = values.get(name, "")
+        subs[placeholder(name)] = value
+        subs[placeholder(name, html=True)] = htmllib.escape(value)
+    return subs
