@@ -1,0 +1,1 @@
+"""Resource importers: parse RSS/Atom/CSV/JSON/plain-text pages into records, then classify them."""
