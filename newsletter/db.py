@@ -107,7 +107,9 @@ def current_revision(engine: Engine) -> str | None:
 def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_alembic_config(create_engine("sqlite://"))).get_current_head()
+    return ScriptDirectory.from_config(
+        _alembic_config(create_engine("sqlite://"))
+    ).get_current_head()
 
 
 def connect(settings: Settings, *, migrate: bool = True) -> Database:

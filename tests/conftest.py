@@ -19,7 +19,9 @@ import sqlalchemy as sa
 from newsletter.config import Settings, load_settings
 from newsletter.db import Database, connect
 
-PG_URL = os.environ.get("NEWSLETTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get(
+    "NEWSLETTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED_SEEDS = REPO / "newsletter" / "sample_data" / "library"
 SHARED_SEEDS = REPO.parent / "shared" / "seeds"
@@ -100,7 +102,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def settings(backend: str, make_settings: Callable[..., Settings], request: pytest.FixtureRequest) -> Settings:
+def settings(
+    backend: str, make_settings: Callable[..., Settings], request: pytest.FixtureRequest
+) -> Settings:
     """Settings for the parametrised backend (every DB test runs on both)."""
     if backend == "postgresql":
         schema = request.getfixturevalue("pg_schema")

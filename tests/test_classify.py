@@ -342,3 +342,28 @@ def test_seed_topics_sample(seed_records: dict[str, ResourceRecord]) -> None:
     )
     assert "School Culture & SEL" in topics("Restorative Justice: Resources for Schools")
     assert "Technology & Connectivity" in topics("2017 State of the States: Connectivity")
+
+
+@pytest.mark.parametrize(
+    ("summary", "source"),
+    [
+        ("This issue brief from Aurora Institute shares state policy.", "Aurora Institute"),
+        ("This issue brief from iNACOL offers advice for state leaders.", "iNACOL"),
+        (
+            "This report by the National Center for Learning Disabilities (NCLD) looks at it.",
+            "National Center for Learning Disabilities (NCLD)",
+        ),
+        (
+            "This report was compiled by EducationSuperHighway, a nonprofit.",
+            "EducationSuperHighway",
+        ),
+        ("This article discusses a hands on approach. It was written by Jane.", None),
+        ("This report was written to help school districts take steps.", None),
+    ],
+)
+def test_infer_source_reads_the_publisher_from_the_first_sentence(
+    summary: str, source: str | None
+) -> None:
+    from newsletter.resources.classify import infer_source
+
+    assert infer_source(summary) == source

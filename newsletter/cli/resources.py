@@ -67,7 +67,9 @@ def import_(
 def _table(rows: list[Resource]) -> Table:
     table = Table("id", "title", "type", "source", "topics", show_lines=False)
     for row in rows:
-        table.add_row(str(row.id), row.title, row.type or "", row.source or "", ", ".join(row.topics))
+        table.add_row(
+            str(row.id), row.title, row.type or "", row.source or "", ", ".join(row.topics)
+        )
     return table
 
 
@@ -119,11 +121,18 @@ def add(
     """Add one resource by hand (type and topics are inferred unless given)."""
     app_ctx = app_context(ctx)
     record = ResourceRecord(
-        title=title, url=url, summary=summary, type=type_, source=source,
-        topics=tuple(topic), origin="cli",
+        title=title,
+        url=url,
+        summary=summary,
+        type=type_,
+        source=source,
+        topics=tuple(topic),
+        origin="cli",
     )
     with app_ctx.db.session() as session:
-        row = library.add_resource(record, session=session, topics=classify_topics(app_ctx.settings))
+        row = library.add_resource(
+            record, session=session, topics=classify_topics(app_ctx.settings)
+        )
         console.print(f"added #{row.id} {row.slug} ({row.type or 'untyped'})")
 
 

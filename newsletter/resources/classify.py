@@ -584,6 +584,31 @@ def _dedupe(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+_ORG_WORD = r"(?:[A-Z][\w&.’'-]*|of|for|and|the|on|in)"
+_SOURCE = re.compile(
+    r"\b(?:from|by|compiled by|written by|published by|developed by)\s+(?:the\s+)?"
+    rf"((?:[A-Z]|[a-z][A-Z])[\w&.’'-]*(?:\s+{_ORG_WORD}){{0,8}}(?:\s+\([A-Z][\w&-]*\))?)"
+)
+_NOT_ORGS = {"April", "Emily", "Read", "This", "The", "In", "A"}
+
+
+def infer_source(summary: str) -> str | None:
+    """The publishing organisation named in the first sentence ("This issue brief from iNACOL").
+
+    Only the opening sentence is read, where these summaries name their
+    publisher; a name must start with a capital and may not end in a joining word.
+    """
+    first = re.split(r"(?<=[.!?])\s", summary, maxsplit=1)[0]
+    match = _SOURCE.search(first)
+    if not match:
+        return None
+    name = re.sub(r"(?:\s+(?:of|for|and|the|on|in))+$", "", match.group(1)).strip(" .,")
+    words = name.split()
+    if not words or words[0] in _NOT_ORGS or len(name) < 3:
+        return None
+    return name
+
+
 def classify(record: ResourceRecord, topics: Sequence[Topic]) -> ResourceRecord:
     """Return a copy with ``type`` filled (``"other"`` when nothing fits) and topics merged.
 
@@ -594,4 +619,5 @@ def classify(record: ResourceRecord, topics: Sequence[Topic]) -> ResourceRecord:
     kind = record.type or infer_type(record.title, record.summary, hints=hints) or "other"
     inferred = infer_topics(f"{record.title}\n{record.summary}", topics)
     merged = _dedupe([*_canonical_topics(record.topics, topics), *inferred])
-    return dataclasses.replace(record, type=kind, topics=merged)
+    source = record.source or infer_source(record.summary)
+    return dataclasses.replace(record, type=kind, topics=merged, source=source)

@@ -52,7 +52,7 @@ class ImportReport:
 
 
 def slugify(title: str) -> str:
-    """A URL-safe, readable slug: "ESSA and Personalized Learning" -> "essa-and-personalized-learning"."""
+    """A URL-safe, readable slug ("ESSA and Learning" -> "essa-and-learning")."""
     ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")
     return slug[:80].rstrip("-") or "resource"
