@@ -1,0 +1,143 @@
+"""Preview files for editors: the HTML, the text part, a full ``.eml`` and screenshots.
+
+Screenshots come from headless Chromium at 600 px (desktop clients) and 375 px
+(phones).  The browser is offline: image requests get a neutral placeholder
+(the sample issue's image URLs are placeholders too) and everything else is
+refused, so a preview never depends on the network and never leaks a request.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from newsletter.errors import RenderError
+from newsletter.message import RenderedEmail, Template
+from newsletter.transports.base import Sender, message_id
+from newsletter.transports.mime import build_mime, to_bytes
+
+WIDTHS = (600, 375)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+def sample_values(base_url: str, number: int) -> dict[str, str]:
+    """Per-recipient values a preview fills in (never a real subscriber's)."""
+    base = base_url.rstrip("/")
+    return {
+        "name": "Sample Reader",
+        "email": "reader@example.org",
+        "web_url": f"{base}/archive/{number}",
+        "preferences_url": f"{base}/preferences/sample-token",
+        "unsubscribe_url": f"{base}/unsubscribe/sample-token",
+    }
+
+
+def chromium_path() -> str | None:
+    """The system Chromium (``CHROMIUM_PATH`` wins); ``None`` lets Playwright use its own."""
+    configured = os.environ.get("CHROMIUM_PATH")
+    if configured:
+        return configured
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _placeholder_image(label: str) -> bytes:
+    """A 4:3 neutral SVG standing in for a remote image."""
+    text = label.replace("&", "&amp;").replace("<", "&lt;")[:40]
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="800" height="600" viewBox="0 0 800 600">'
+        '<defs><linearGradient id="g" x1="0" y1="0" x2="1" y2="1">'
+        '<stop offset="0" stop-color="#9fb8c8"/><stop offset="1" stop-color="#5e7f95"/>'
+        '</linearGradient></defs><rect width="800" height="600" fill="url(#g)"/>'
+        '<circle cx="400" cy="250" r="70" fill="#ffffff" fill-opacity="0.35"/>'
+        '<rect x="250" y="360" width="300" height="22" rx="11" fill="#ffffff" fill-opacity="0.35"/>'
+        f'<text x="400" y="460" font-family="sans-serif" font-size="30" fill="#ffffff" '
+        f'text-anchor="middle">{text}</text></svg>'
+    )
+    return svg.encode()
+
+
+def _route(route: Any) -> None:
+    request = route.request
+    if request.resource_type == "image" and request.url.startswith(("http://", "https://")):
+        name = request.url.rstrip("/").rsplit("/", 1)[-1]
+        route.fulfill(status=200, content_type="image/svg+xml", body=_placeholder_image(name))
+    elif request.url.startswith(("http://", "https://")):
+        route.abort()
+    else:
+        route.continue_()
+
+
+def screenshots(html: str, targets: Mapping[int, Path]) -> None:
+    """Full-page PNGs of ``html`` at each width (px -> file)."""
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:  # pragma: no cover - playwright is a test dependency
+        raise RenderError(f"screenshots need playwright: {exc}") from None
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+            try:
+                for width, path in targets.items():
+                    page = browser.new_page(viewport={"width": width, "height": 900})
+                    page.route("**/*", _route)
+                    page.set_content(html, wait_until="load")
+                    page.screenshot(path=str(path), full_page=True)
+                    page.close()
+            finally:
+                browser.close()
+    except PlaywrightError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise RenderError(f"headless Chromium failed: {first}") from None
+
+
+@dataclass
+class PreviewFiles:
+    html: Path
+    text: Path
+    eml: Path
+    pngs: list[Path] = field(default_factory=list)
+
+
+def write_preview(
+    rendered: RenderedEmail,
+    out: Path,
+    *,
+    sender: Sender,
+    values: Mapping[str, str],
+    take_screenshots: bool = True,
+) -> PreviewFiles:
+    """Write ``email.html``, ``email.txt``, ``email.eml`` and ``email-600/375.png`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    filled = Template.compile(rendered).fill(values)
+    files = PreviewFiles(out / "email.html", out / "email.txt", out / "email.eml")
+    files.html.write_text(filled.html, encoding="utf-8")
+    files.text.write_text(filled.text, encoding="utf-8")
+    mime = build_mime(
+        filled,
+        sender=sender,
+        to=values["email"],
+        to_name=values.get("name") or None,
+        msg_id=message_id("preview", sender),
+    )
+    files.eml.write_bytes(to_bytes(mime))
+    if take_screenshots:
+        targets = {width: out / f"email-{width}.png" for width in WIDTHS}
+        screenshots(filled.html, targets)
+        files.pngs = list(targets.values())
+    return files

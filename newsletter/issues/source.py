@@ -1,0 +1,437 @@
+"""Issue source files: one human-editable YAML file per issue (``issues/042-2018-04.yaml``).
+
+Loading keeps the line of every key, so each mistake is reported as one line
+naming ``file:line`` (a ``ValidationError``), the way a compiler would.  Dumping
+writes the same shape back (``newsletter issue export``), and loading a dump
+gives an equal ``IssueSource``: the round trip loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from newsletter.errors import ValidationError
+from newsletter.models.issues import IssueStatus
+from newsletter.render.markup import bad_urls, url_problem
+
+# --- the data ------------------------------------------------------------------
+
+
+@dataclass
+class ImageSource:
+    url: str | None = None
+    alt: str | None = None
+    caption: str | None = None
+    credit: str | None = None
+
+
+@dataclass
+class CtaSource:
+    text: str | None = None
+    url: str | None = None
+
+
+@dataclass
+class ItemSource:
+    """A resource reference with overrides, or (no ``resource``) a free-standing article."""
+
+    resource: str | None = None  # id, slug or URL
+    title: str | None = None
+    byline: str | None = None
+    url: str | None = None
+    blurb: str | None = None  # Markdown, replaces the resource's summary
+    body: str | None = None  # Markdown, an article's text
+    image: ImageSource | None = None
+    cta: CtaSource | None = None
+    where: str = field(default="", compare=False)
+
+
+@dataclass
+class SectionSource:
+    heading: str
+    topics: list[str] = field(default_factory=list)
+    items: list[ItemSource] = field(default_factory=list)
+    where: str = field(default="", compare=False)
+
+
+@dataclass
+class IssueSource:
+    number: int
+    title: str
+    date: date
+    subject: str
+    slug: str | None = None
+    status: str | None = None
+    preheader: str = ""
+    intro: str = ""
+    sections: list[SectionSource] = field(default_factory=list)
+    name: str = field(default="<issue>", compare=False)  # file name, for messages
+    lines: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def where(self, key: str | None = None) -> str:
+        return f"{self.name}:{self.lines.get(key or '', 1)}"
+
+    def walk(self) -> Iterator[tuple[SectionSource, ItemSource]]:
+        for section in self.sections:
+            for item in section.items:
+                yield section, item
+
+
+# --- YAML with line numbers -----------------------------------------------------
+
+
+class _Map(dict[Any, Any]):
+    """A mapping that remembers the line of each key (1-based)."""
+
+    line: int = 1
+    lines: dict[Any, int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader whose mappings are ``_Map`` and which refuses duplicate keys."""
+
+
+def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> _Map:
+    loader.flatten_mapping(node)
+    mapping = _Map()
+    mapping.line = node.start_mark.line + 1
+    mapping.lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in mapping:
+            raise _Problem(f"duplicate key {key!r}", line)
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.lines[key] = line
+    return mapping
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+
+
+class _Problem(Exception):
+    """A parse problem with its line; turned into a ValidationError naming the file."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.message, self.line = message, line
+
+
+def _load_yaml(text: str, name: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_LineLoader)
+    except _Problem as exc:
+        raise ValidationError(exc.message, where=f"{name}:{exc.line}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise ValidationError(f"bad YAML: {what}", where=f"{name}:{line}") from None
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"bad YAML: {exc}", where=f"{name}:1") from None
+
+
+# --- YAML -> IssueSource ---------------------------------------------------------
+
+ISSUE_KEYS = {"number", "title", "slug", "date", "status", "subject", "preheader", "intro",
+              "sections"}  # fmt: skip
+SECTION_KEYS = {"heading", "topics", "items"}
+ITEM_KEYS = {"resource", "title", "byline", "url", "blurb", "body", "image", "cta"}
+IMAGE_KEYS = {"url", "alt", "caption", "credit"}
+CTA_KEYS = {"text", "url"}
+
+
+@dataclass
+class _Reader:
+    """Typed access to one ``_Map`` with ``file:line`` errors."""
+
+    data: _Map
+    name: str
+
+    def at(self, key: str | None = None) -> str:
+        line = self.data.lines.get(key, self.data.line) if key else self.data.line
+        return f"{self.name}:{line}"
+
+    def fail(self, message: str, key: str | None = None) -> ValidationError:
+        return ValidationError(message, where=self.at(key))
+
+    def check_keys(self, allowed: set[str], what: str) -> None:
+        for key in self.data:
+            if key not in allowed:
+                expected = ", ".join(sorted(allowed))
+                raise self.fail(f"unknown {what} key {key!r} (expected: {expected})", key)
+
+    def text(self, key: str, *, required: bool = False) -> str | None:
+        """A text field; multi-line (Markdown) keeps its inner indentation, only the
+        surrounding blank lines go, so a dump and re-load compare equal."""
+        value = self.data.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                raise self.fail(f"missing {key}", key if key in self.data else None)
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.fail(f"{key} must be text", key)
+        text = str(value)
+        return text.strip("\n") if "\n" in text else text.strip()
+
+    def child(self, key: str, what: str) -> _Reader | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, _Map):
+            raise self.fail(f"{key} must be a mapping of {what}", key)
+        return _Reader(value, self.name)
+
+    def children(self, key: str) -> list[_Reader]:
+        value = self.data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, _Map) for v in value):
+            raise self.fail(f"{key} must be a list of mappings", key)
+        return [_Reader(v, self.name) for v in value]
+
+
+def _number(reader: _Reader) -> int:
+    value = reader.data.get("number")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise reader.fail("number must be a positive whole number", "number")
+    return value
+
+
+def _date(reader: _Reader) -> date:
+    value = reader.data.get("date")
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise reader.fail(f"date must be YYYY-MM-DD, not {value!r}", "date") from None
+
+
+def _status(reader: _Reader) -> str | None:
+    status = reader.text("status")
+    if status is not None and status not in set(IssueStatus):
+        allowed = ", ".join(IssueStatus)
+        raise reader.fail(f"status must be one of {allowed}, not {status!r}", "status")
+    return status
+
+
+def _topics(reader: _Reader) -> list[str]:
+    value = reader.data.get("topics") or []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise reader.fail("topics must be a list of topic names", "topics")
+    return [v.strip() for v in value]
+
+
+def _image(reader: _Reader | None) -> ImageSource | None:
+    if reader is None:
+        return None
+    reader.check_keys(IMAGE_KEYS, "image")
+    return ImageSource(
+        url=reader.text("url"),
+        alt=reader.text("alt"),
+        caption=reader.text("caption"),
+        credit=reader.text("credit"),
+    )
+
+
+def _cta(reader: _Reader | None) -> CtaSource | None:
+    if reader is None:
+        return None
+    reader.check_keys(CTA_KEYS, "cta")
+    return CtaSource(text=reader.text("text"), url=reader.text("url"))
+
+
+def _item(reader: _Reader) -> ItemSource:
+    reader.check_keys(ITEM_KEYS, "item")
+    item = ItemSource(
+        resource=reader.text("resource"),
+        title=reader.text("title"),
+        byline=reader.text("byline"),
+        url=reader.text("url"),
+        blurb=reader.text("blurb"),
+        body=reader.text("body"),
+        image=_image(reader.child("image", "url, alt, caption, credit")),
+        cta=_cta(reader.child("cta", "text, url")),
+        where=reader.at(),
+    )
+    if item.resource is None and item.title is None:
+        raise reader.fail("an item needs a resource (id, slug or URL) or a title")
+    if item.resource is None and item.blurb is not None:
+        raise reader.fail("an article has a body, not a blurb", "blurb")
+    if item.resource is not None and item.body is not None:
+        raise reader.fail("a resource item has a blurb, not a body", "body")
+    return item
+
+
+def _section(reader: _Reader) -> SectionSource:
+    reader.check_keys(SECTION_KEYS, "section")
+    heading = reader.text("heading", required=True)
+    assert heading is not None
+    return SectionSource(
+        heading=heading,
+        topics=_topics(reader),
+        items=[_item(r) for r in reader.children("items")],
+        where=reader.at(),
+    )
+
+
+def parse_source(text: str, name: str = "<issue>") -> IssueSource:
+    """Parse and check an issue file's text; the first problem raises with ``name:line``."""
+    data = _load_yaml(text, name)
+    if not isinstance(data, _Map):
+        raise ValidationError("an issue file must be a YAML mapping", where=f"{name}:1")
+    reader = _Reader(data, name)
+    reader.check_keys(ISSUE_KEYS, "issue")
+    title = reader.text("title", required=True)
+    subject = reader.text("subject", required=True)
+    assert title is not None and subject is not None
+    source = IssueSource(
+        number=_number(reader),
+        title=title,
+        date=_date(reader),
+        subject=subject,
+        slug=reader.text("slug"),
+        status=_status(reader),
+        preheader=reader.text("preheader") or "",
+        intro=reader.text("intro") or "",
+        sections=[_section(r) for r in reader.children("sections")],
+        name=name,
+        lines={str(k): v for k, v in data.lines.items()},
+    )
+    check_source(source)
+    return source
+
+
+def load_source(path: Path) -> IssueSource:
+    """Read and parse an issue file (UTF-8)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValidationError("no such issue file", where=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"cannot read issue file: {exc}", where=str(path)) from None
+    return parse_source(text, str(path))
+
+
+# --- checks that need no database ---------------------------------------------
+
+
+def _check_markdown(text: str | None, where: str) -> None:
+    for problem in bad_urls(text or ""):
+        raise ValidationError(f"bad Markdown: {problem}", where=where)
+
+
+def _check_url(url: str | None, kind: str, where: str) -> None:
+    problem = url_problem(url, kind=kind) if url else None
+    if problem:
+        raise ValidationError(problem, where=where)
+
+
+def _item_key(item: ItemSource) -> str:
+    return f"resource {item.resource}" if item.resource else f"article {item.title!r}"
+
+
+def check_source(source: IssueSource) -> None:
+    """Subject, Markdown links and images, item URLs, duplicate references."""
+    if not source.subject.strip():
+        raise ValidationError("missing subject", where=source.where("subject"))
+    _check_markdown(source.intro, source.where("intro"))
+    seen: dict[str, str] = {}
+    for _section, item in source.walk():
+        _check_markdown(item.blurb or item.body, item.where)
+        _check_url(item.url, "link", item.where)
+        _check_url(item.image.url if item.image else None, "image", item.where)
+        _check_url(item.cta.url if item.cta else None, "link", item.where)
+        key = _item_key(item)
+        if key in seen:
+            raise ValidationError(
+                f"duplicate item: {key} is already at {seen[key]}", where=item.where
+            )
+        seen[key] = item.where
+
+
+# --- IssueSource -> YAML ----------------------------------------------------------
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for multi-line text and indented lists: the way editors write the files."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+def _represent_list(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.SequenceNode:
+    """Topic lists in flow style (``topics: [Equity, Assessment]``), other lists in blocks."""
+    flow = all(isinstance(v, str) and "\n" not in v for v in value)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=flow)
+
+
+_Dumper.add_representer(str, _represent_str)
+_Dumper.add_representer(list, _represent_list)
+
+
+def _compact(pairs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in pairs.items() if v not in (None, "", [], {})}
+
+
+def _item_dict(item: ItemSource) -> dict[str, Any]:
+    image = item.image and _compact(vars(item.image))
+    cta = item.cta and _compact(vars(item.cta))
+    return _compact(
+        {
+            "resource": item.resource,
+            "title": item.title,
+            "byline": item.byline,
+            "url": item.url,
+            "blurb": item.blurb,
+            "body": item.body,
+            "image": image,
+            "cta": cta,
+        }
+    )
+
+
+def source_as_dict(source: IssueSource) -> dict[str, Any]:
+    """The YAML-ready shape, keys in the order an editor reads them."""
+    sections = [
+        _compact(
+            {
+                "heading": s.heading,
+                "topics": list(s.topics),
+                "items": [_item_dict(i) for i in s.items],
+            }
+        )
+        for s in source.sections
+    ]
+    head = {"number": source.number, "title": source.title, "slug": source.slug}
+    rest = {"preheader": source.preheader, "intro": source.intro, "sections": sections}
+    return _compact(
+        {**head, "date": source.date, "status": source.status, "subject": source.subject, **rest}
+    )
+
+
+def dump_source(source: IssueSource) -> str:
+    """YAML text that ``parse_source`` reads back into an equal ``IssueSource``."""
+    body = yaml.dump(
+        source_as_dict(source),
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        width=100,
+        default_flow_style=False,
+    )
+    return f"# {source.title}\n{body}"

@@ -1,0 +1,55 @@
+"""Preview screenshots in headless Chromium (desktop 600 px and phone 375 px)."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from issue_helpers import THEME, issue_42
+
+from newsletter.issues.preview import sample_values, write_preview
+from newsletter.render import Renderer, render_issue
+from newsletter.transports import Sender
+
+pytestmark = pytest.mark.browser
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", header[16:24])
+    return width, height
+
+
+def _page_width(html: str, viewport: int) -> int:
+    """The document's scroll width: wider than the viewport means sideways scrolling."""
+    from playwright.sync_api import sync_playwright
+
+    from newsletter.issues.preview import CHROMIUM_ARGS, _route, chromium_path
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": viewport, "height": 800})
+        page.route("**/*", _route)
+        page.set_content(html, wait_until="load")
+        width = int(page.evaluate("document.documentElement.scrollWidth"))
+        browser.close()
+    return width
+
+
+def test_preview_writes_screenshots_at_both_widths(tmp_path: Path) -> None:
+    rendered = render_issue(issue_42(), None, theme=THEME, renderer=Renderer())
+    files = write_preview(
+        rendered,
+        tmp_path,
+        sender=Sender(email="news@example.org", name="News"),
+        values=sample_values(THEME.base_url, 42),
+    )
+    sizes = {path.name: _png_size(path) for path in files.pngs}
+    assert set(sizes) == {"email-600.png", "email-375.png"}
+    assert sizes["email-600.png"][0] == 600 and sizes["email-375.png"][0] == 375
+    # A whole issue is long, and the phone layout (stacked cards) is longer still.
+    assert 1500 < sizes["email-600.png"][1] < sizes["email-375.png"][1]
+    html = files.html.read_text()
+    assert _page_width(html, 375) <= 375  # no sideways scrolling on a phone
