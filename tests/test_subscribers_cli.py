@@ -1,0 +1,103 @@
+"""``newsletter subscribers`` and ``newsletter serve`` from the command line (SQLite)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from newsletter.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("NEWSLETTER_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "cli-test-secret")
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_add_list_and_confirmation_email(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "subscribers", "add", "Ann@Example.org", "--name", "Ann",
+                       "--topic", "equity")  # fmt: skip
+    assert code == 0 and "ann@example.org (pending)" in out and "confirmation email sent" in out
+    outbox = list((cli_env / "var" / "outbox").glob("*.eml"))
+    assert len(outbox) == 1 and b"/confirm/" in outbox[0].read_bytes()
+    run(capsys, "subscribers", "add", "bob@example.org", "--confirmed")
+    code, out, _ = run(capsys, "subscribers", "list", "--status", "confirmed", "--json")
+    rows = json.loads(out)
+    assert [r["email"] for r in rows] == ["bob@example.org"]
+    assert len(list((cli_env / "var" / "outbox").glob("*.eml"))) == 1  # --confirmed: no email
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["subscribers", "add", "not-an-address"], "invalid email address"),
+        (["subscribers", "add", "a@example.org", "--topic", "Astrology"], "unknown topic"),
+        (["subscribers", "suppress", "a@example.org", "--reason", "bored"], "unknown suppression"),
+        (["subscribers", "list", "--status", "bored"], "unknown status"),
+        (["subscribers", "erase", "nobody", "--yes"], "invalid email address"),
+        (["subscribers", "import", "missing.csv"], "cannot read"),
+    ],
+)
+def test_errors_are_one_line_and_exit_1(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 1
+    assert message in err and "Traceback" not in err
+    assert err.strip().count("\n") == 0
+
+
+def test_import_report_and_export(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "subscribers", "suppress", "james.okafor@example.org", "--reason", "complaint")
+    code, out, _ = run(capsys, "subscribers", "import", str(REPO / "subscribers" / "demo.csv"))
+    assert code == 0
+    assert "added 11" in out and "suppressed (skipped) 1" in out
+    assert "invalid line 14" in out and "duplicate line 15: repeats line 2" in out
+    export = cli_env / "out.csv"
+    assert run(capsys, "subscribers", "export", str(export))[0] == 0
+    text = export.read_text()
+    assert text.count("\n") == 13  # header, 11 subscribers, 1 suppression
+    assert ",complaint," in text
+
+
+def test_unsubscribe_gdpr_export_and_erase(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "subscribers", "add", "ann@example.org", "--name", "Ann", "--confirmed")
+    assert "unsubscribed" in run(capsys, "subscribers", "unsubscribe", "ann@example.org")[1]
+    assert "already" in run(capsys, "subscribers", "unsubscribe", "ann@example.org")[1]
+    code, out, _ = run(capsys, "subscribers", "gdpr-export", "ann@example.org")
+    data = json.loads(out)
+    assert data["subscriber"]["name"] == "Ann" and data["suppression"]["reason"] == "unsubscribed"
+    assert [e["kind"] for e in data["consent_events"]] == ["admin", "withdraw"]
+    assert run(capsys, "subscribers", "erase", "ann@example.org", "--yes")[1].strip() == "erased"
+    data = json.loads(run(capsys, "subscribers", "gdpr-export", "ann@example.org")[1])
+    assert data["subscriber"] is None
+    assert [e["kind"] for e in data["consent_events"]] == ["erase"]
+    assert data["suppression"]["reason"] == "unsubscribed"  # the first reason stays
+    code, _, err = run(capsys, "subscribers", "add", "ann@example.org")
+    assert code == 1 and "suppressed" in err
+
+
+def test_serve_refuses_the_default_secret(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY")
+    code, _, err = run(capsys, "serve", "--port", "1")
+    assert code == 1 and "default secret_key" in err
