@@ -29,9 +29,13 @@ def placeholder(name: str, *, html: bool = False) -> str:
     return f"%%{name}:html%%" if html else f"%%{name}%%"
 
 
+# Everything str.splitlines() breaks on (the email package refuses the same set), plus NUL.
+_LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x00")
+
+
 def check_header_value(name: str, value: str) -> str:
-    """Refuse CR, LF and NUL in anything that becomes a header: no header injection, ever."""
-    if any(ch in value for ch in "\r\n\x00"):
+    """Refuse any line break or NUL in anything that becomes a header: no header injection, ever."""
+    if not _LINE_BREAKS.isdisjoint(value):
         raise ValidationError(f"{name} contains a line break or NUL character")
     return value
 

@@ -41,4 +41,27 @@ def build_messenger(settings: Settings) -> Messenger:
         return OutboxMessenger(settings.outbox_path)
     if settings.transport == "memory":
         return MemoryMessenger()
+    if settings.transport == "smtp":
+        from newsletter.transports.smtp import SMTPMessenger  # stdlib only, loaded on demand
+
+        password = settings.smtp_password
+        return SMTPMessenger(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=password.get_secret_value() if password is not None else None,
+            connections=settings.smtp_connections,
+            timeout=settings.smtp_timeout_seconds,
+        )
+    if settings.transport == "sendgrid":
+        from newsletter.transports.sendgrid import SendGridMessenger  # imports sendgrid lazily
+
+        if settings.sendgrid_api_key is None:
+            raise ConfigError(
+                "transport 'sendgrid' needs sendgrid_api_key (NEWSLETTER_SENDGRID_API_KEY)"
+            )
+        return SendGridMessenger(
+            settings.sendgrid_api_key.get_secret_value(), host=settings.sendgrid_host
+        )
     raise ConfigError(f"transport {settings.transport!r} is not available yet")

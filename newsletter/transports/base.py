@@ -73,7 +73,11 @@ class BatchResult:
 
 
 def uniform(
-    batch: MessageBatch, outcome: Outcome, detail: str, *, error: str | None = None,
+    batch: MessageBatch,
+    outcome: Outcome,
+    detail: str,
+    *,
+    error: str | None = None,
     retry_after: float | None = None,
 ) -> BatchResult:
     """The same outcome for every recipient (a whole-batch answer)."""

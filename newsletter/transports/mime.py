@@ -11,7 +11,9 @@ from newsletter.errors import ValidationError
 from newsletter.message import RenderedEmail, check_header_value
 from newsletter.transports.base import Sender
 
-SMTP_POLICY = policy.SMTP.clone(max_line_length=78)
+# 998 is RFC 5322's hard limit; folding at 78 would RFC 2047-encode a long List-Unsubscribe
+# URL (no spaces to fold at), which mail clients then cannot use.  Bodies are QP anyway.
+SMTP_POLICY = policy.SMTP.clone(max_line_length=998)
 
 
 def _address(email: str, name: str | None) -> Address:

@@ -38,15 +38,20 @@ class OutboxMessenger:
             msg_id = message_id(rcpt.ref, batch.sender)
             filled = batch.template.fill({**rcpt.values, "email": rcpt.email})
             mime = build_mime(
-                filled, sender=batch.sender, to=rcpt.email,
-                to_name=rcpt.values.get("name") or None, msg_id=msg_id,
+                filled,
+                sender=batch.sender,
+                to=rcpt.email,
+                to_name=rcpt.values.get("name") or None,
+                msg_id=msg_id,
             )
             try:
                 self._write(_filename(msg_id), to_bytes(mime))
             except OSError as exc:
                 detail = f"outbox {self.folder} not writable: {exc.strerror or exc}"
                 rest = batch.recipients[index:]
-                results.extend(RecipientResult(r.ref, Outcome.TEMPORARY, detail=detail) for r in rest)
+                results.extend(
+                    RecipientResult(r.ref, Outcome.TEMPORARY, detail=detail) for r in rest
+                )
                 return BatchResult(tuple(results), error=detail)
             results.append(RecipientResult(rcpt.ref, Outcome.ACCEPTED, msg_id, "written"))
         return BatchResult(tuple(results))
