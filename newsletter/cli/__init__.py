@@ -10,9 +10,13 @@ import sys
 
 import typer
 
+from newsletter.cli import campaigns as campaigns_cli
 from newsletter.cli import db as db_cli
 from newsletter.cli import demo as demo_cli
+from newsletter.cli import issues as issues_cli
 from newsletter.cli import resources as resources_cli
+from newsletter.cli import serve as serve_cli
+from newsletter.cli import subscribers as subscribers_cli
 from newsletter.cli.common import err_console
 from newsletter.errors import NewsletterError
 
@@ -25,28 +29,19 @@ app = typer.Typer(
 )
 app.add_typer(db_cli.app, name="db")
 app.add_typer(resources_cli.app, name="resources")
+app.add_typer(subscribers_cli.app, name="subscribers")
+app.command("serve")(serve_cli.serve)
+app.add_typer(issues_cli.app, name="issue")
+app.add_typer(campaigns_cli.app, name="campaign")
+app.command("worker")(campaigns_cli.worker)
+app.command("send-test")(campaigns_cli.send_test)
 app.command("demo")(demo_cli.demo)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point with the error mapping."""
+    """Console-script entry point: Typer reports usage errors; we map our own errors to one line."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, standalone_mode=True)
     except NewsletterError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(1)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

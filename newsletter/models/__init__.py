@@ -1,6 +1,52 @@
 """All mapped models; importing this package registers every table on ``Base.metadata``."""
 
 from newsletter.models.base import Base, UTCDateTime, utcnow
+from newsletter.models.issues import Issue, IssueItem, IssueSection, IssueStatus
 from newsletter.models.resources import Resource, ResourceTopic
+from newsletter.models.scheduling import Schedule, ScheduleRun
+from newsletter.models.sending import (
+    BatchStatus,
+    Campaign,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+    SendBatch,
+    TrackingEvent,
+)
+from newsletter.models.subscribers import (
+    ConsentEvent,
+    ConsentKind,
+    Subscriber,
+    SubscriberStatus,
+    SubscriberTopic,
+    Suppression,
+    SuppressionReason,
+)
 
-__all__ = ["Base", "Resource", "ResourceTopic", "UTCDateTime", "utcnow"]
+__all__ = [
+    "Base",
+    "BatchStatus",
+    "Campaign",
+    "CampaignStatus",
+    "ConsentEvent",
+    "ConsentKind",
+    "Delivery",
+    "DeliveryStatus",
+    "Issue",
+    "IssueItem",
+    "IssueSection",
+    "IssueStatus",
+    "Resource",
+    "ResourceTopic",
+    "Schedule",
+    "ScheduleRun",
+    "SendBatch",
+    "Subscriber",
+    "SubscriberStatus",
+    "SubscriberTopic",
+    "Suppression",
+    "SuppressionReason",
+    "TrackingEvent",
+    "UTCDateTime",
+    "utcnow",
+]

@@ -1,0 +1,282 @@
+"""``newsletter campaign``, ``newsletter worker`` and ``newsletter send-test``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from newsletter.cli.common import AppContext, app_context, console
+from newsletter.db import Database
+from newsletter.models.sending import DeliveryStatus
+from newsletter.sending import campaigns, service
+from newsletter.sending.engine import system_now
+from newsletter.sending.sqlstore import count_by_status
+
+app = typer.Typer(
+    help="Send issues to subscribers and follow every recipient.", no_args_is_help=True
+)
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    issue: int = typer.Argument(..., help="Issue number."),
+    topic: list[str] = typer.Option([], help="Only subscribers who chose this topic; repeat."),
+    name: str | None = typer.Option(None, help="Defaults to the issue title."),
+) -> None:
+    """Create a draft campaign for an issue."""
+    app_ctx = app_context(ctx)
+    known = [t.name for t in app_ctx.settings.topics]
+    campaigns.check_topics(topic, known)
+    with app_ctx.db.session() as session:
+        campaign = campaigns.create_campaign(issue, session=session, topics=topic, name=name)
+        console.print(f"campaign #{campaign.id} created for issue {issue} ({campaign.status})")
+
+
+def _done_count(db: Database, campaign_id: int) -> tuple[int, int]:
+    with db.session() as session:
+        counts = count_by_status(session, campaign_id)
+        total = campaigns.get_campaign(campaign_id, session=session).total_recipients
+    return total - counts.get(DeliveryStatus.QUEUED, 0), total
+
+
+def _progress_hook(
+    db: Database, campaign_id: int, progress: Progress, task: TaskID
+) -> Callable[[], bool]:
+    finished = service.campaign_finished(db, campaign_id)
+
+    def until() -> bool:
+        done, total = _done_count(db, campaign_id)
+        progress.update(task, completed=done, total=total)
+        return finished()
+
+    return until
+
+
+def _send_with_progress(app_ctx: AppContext, campaign_id: int, stop: threading.Event) -> None:
+    db, settings = app_ctx.db, app_ctx.settings
+    progress = Progress(
+        TextColumn("sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+    with progress, service.open_worker(db, settings) as worker:
+        task = progress.add_task("send", total=_done_count(db, campaign_id)[1])
+        until = _progress_hook(db, campaign_id, progress, task)
+
+        def step_and_report(stage: str, _batch: object) -> None:
+            if stage == "claimed":
+                until()
+
+        worker.hook = step_and_report
+        worker.run(stop, until=until)
+
+
+@app.command("start")
+def start(
+    ctx: typer.Context,
+    campaign_id: int,
+    wait: bool = typer.Option(False, "--wait", help="Send here and now with a progress bar."),
+) -> None:
+    """Preflight, freeze the audience, and start sending (idempotent)."""
+    app_ctx = app_context(ctx)
+    started = service.start(app_ctx.db, app_ctx.settings, campaign_id)
+    console.print(f"campaign #{campaign_id} {'started' if started else 'was already started'}")
+    if wait:
+        _send_with_progress(app_ctx, campaign_id, _stop_on_sigterm())
+        _print_report(app_ctx, campaign_id, as_json=False, recipients=False)
+
+
+@app.command("pause")
+def pause(ctx: typer.Context, campaign_id: int) -> None:
+    """Stop claiming new batches (batches in flight still settle)."""
+    with app_context(ctx).db.session() as session:
+        campaigns.pause_campaign(campaign_id, session=session)
+    console.print(f"campaign #{campaign_id} paused")
+
+
+@app.command("resume")
+def resume(ctx: typer.Context, campaign_id: int) -> None:
+    """Continue a paused campaign."""
+    with app_context(ctx).db.session() as session:
+        campaigns.resume_campaign(campaign_id, session=session)
+    console.print(f"campaign #{campaign_id} sending")
+
+
+@app.command("cancel")
+def cancel(ctx: typer.Context, campaign_id: int) -> None:
+    """Stop for good; recipients not yet sent end as skipped."""
+    with app_context(ctx).db.session() as session:
+        campaigns.cancel_campaign(campaign_id, session=session, now=system_now())
+    console.print(f"campaign #{campaign_id} cancelled")
+
+
+@app.command("retry-failed")
+def retry_failed(
+    ctx: typer.Context,
+    campaign_id: int,
+    include_unknown: bool = typer.Option(
+        False, "--include-unknown", help="Also resend 'maybe sent' recipients (may duplicate)."
+    ),
+) -> None:
+    """Queue failed recipients again."""
+    app_ctx = app_context(ctx)
+    with app_ctx.db.session() as session:
+        count = campaigns.retry_failed(
+            campaign_id,
+            session=session,
+            include_unknown=include_unknown,
+            batch_size=app_ctx.settings.batch_size,
+            now=system_now(),
+        )
+    console.print(f"{count} recipient(s) queued again for campaign #{campaign_id}")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """All campaigns with their state."""
+    from sqlalchemy import select
+
+    from newsletter.models import Campaign
+
+    with app_context(ctx).db.session() as session:
+        rows = list(session.scalars(select(Campaign).order_by(Campaign.id)))
+        data = [
+            {
+                "id": c.id,
+                "name": c.name,
+                "status": c.status,
+                "recipients": c.total_recipients,
+                "scheduled_at": c.scheduled_at.isoformat() if c.scheduled_at else None,
+                "reason": c.status_reason,
+            }
+            for c in rows
+        ]
+    if as_json:
+        console.print_json(json.dumps(data))
+        return
+    table = Table("id", "name", "status", "recipients", "scheduled", "reason")
+    for row in data:
+        table.add_row(
+            *(
+                str(row[k] or "")
+                for k in ("id", "name", "status", "recipients", "scheduled_at", "reason")
+            )
+        )
+    console.print(table)
+
+
+def _print_report(
+    app_ctx: AppContext, campaign_id: int, *, as_json: bool, recipients: bool
+) -> None:
+    with app_ctx.db.session() as session:
+        report = campaigns.campaign_report(campaign_id, session=session, with_recipients=recipients)
+    if as_json:
+        console.print_json(json.dumps(report.as_dict()))
+        return
+    console.print(
+        f"campaign #{report.id} {report.name!r}: {report.status}"
+        + (f" ({report.status_reason})" if report.status_reason else ""),
+        highlight=False,
+    )
+    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v)
+    console.print(f"recipients {report.total}: {counts or 'none'}")
+    console.print(", ".join(f"{k.replace('_', ' ')} {v:.1%}" for k, v in report.rates.items()))
+    if report.unknown:
+        console.print(
+            f"[yellow]{len(report.unknown)} maybe sent (unknown):[/] reconcile from "
+            "webhooks or 'retry-failed --include-unknown'"
+        )
+        for row in report.unknown[:20]:
+            console.print(f"  #{row['ledger_id']} {row['email']}: {row['detail']}", highlight=False)
+    if recipients:
+        table = Table("ledger id", "email", "status", "attempts", "detail")
+        for row in report.recipients:
+            table.add_row(
+                str(row["ledger_id"]),
+                row["email"],
+                row["status"],
+                str(row["attempts"]),
+                row["detail"] or "",
+            )
+        console.print(table)
+
+
+@app.command("status")
+def status(ctx: typer.Context, campaign_id: int) -> None:
+    """Counts by state and rates."""
+    _print_report(app_context(ctx), campaign_id, as_json=False, recipients=False)
+
+
+@app.command("report")
+def report(
+    ctx: typer.Context,
+    campaign_id: int,
+    as_json: bool = typer.Option(False, "--json"),
+    recipients: bool = typer.Option(True, "--recipients/--no-recipients"),
+) -> None:
+    """Counts, rates, what is still unknown, and every recipient's row."""
+    _print_report(app_context(ctx), campaign_id, as_json=as_json, recipients=recipients)
+
+
+def _stop_on_sigterm() -> threading.Event:
+    """SIGTERM/SIGINT: stop claiming, finish the batch in hand, exit."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        console.print(f"signal {signum}: finishing the batch in hand, then stopping")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def worker(
+    ctx: typer.Context,
+    until_idle: bool = typer.Option(
+        False, "--until-idle", help="Exit when nothing is left to send."
+    ),
+) -> None:
+    """Claim and send batches until stopped (SIGTERM finishes the batch in hand)."""
+    app_ctx = app_context(ctx)
+    stop = _stop_on_sigterm()
+    with service.open_worker(app_ctx.db, app_ctx.settings) as w:
+        console.print(f"worker sending through {w.messenger.name}")
+        idle: Callable[[], bool] | None = (lambda: True) if until_idle else None
+        stats = w.run(stop, until=idle)
+    console.print(
+        f"{stats.batches} batches: {stats.accepted} accepted, {stats.failed} failed, "
+        f"{stats.requeued} to retry, {stats.unknown} unknown, {stats.skipped} skipped"
+    )
+
+
+def send_test(
+    ctx: typer.Context,
+    issue: int = typer.Argument(..., help="Issue number."),
+    to: str = typer.Option(..., "--to", help="Address to send the test to."),
+) -> None:
+    """Send the whole issue to one address, marked [TEST], outside any campaign."""
+    app_ctx = app_context(ctx)
+    result = service.send_test(app_ctx.db, app_ctx.settings, issue, to)
+    outcome = result.results[0]
+    console.print(f"test of issue {issue} to {to}: {outcome.outcome} ({outcome.detail})")
+    if outcome.outcome != "accepted":
+        raise typer.Exit(1)

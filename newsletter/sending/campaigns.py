@@ -1,0 +1,339 @@
+"""Campaign lifecycle: create, start (freeze the audience), pause, resume, cancel, retry, report.
+
+Every state change is a conditional ``UPDATE ... WHERE status IN (...)`` issued
+first in its transaction, so concurrent callers (two schedulers, an admin
+double-clicking, a hundred ``campaign start`` calls) serialise on the row and
+exactly one of them wins; the others see nothing left to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from newsletter.errors import NotFoundError, StateError, ValidationError
+from newsletter.models.issues import Issue
+from newsletter.models.sending import (
+    BatchStatus,
+    Campaign,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+    SendBatch,
+)
+from newsletter.models.subscribers import Subscriber
+from newsletter.sending.freeze import assign_batches, insert_audience
+from newsletter.sending.segments import check_universe
+from newsletter.sending.sqlstore import count_by_status
+
+STARTABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.MISSED)
+
+
+class IssueChecks(Protocol):
+    """What starting a campaign needs to know about its issue (implemented in ``prepare``)."""
+
+    def topic_universe(self, issue_id: int) -> list[str]: ...
+
+    def preflight(self, issue_id: int) -> None: ...
+
+
+def get_issue_by_number(number: int, *, session: Session) -> Issue:
+    issue = session.scalar(select(Issue).where(Issue.number == number))
+    if issue is None:
+        raise NotFoundError(f"no issue number {number} (import it with 'newsletter issue import')")
+    return issue
+
+
+def create_campaign(
+    issue_number: int,
+    *,
+    session: Session,
+    topics: Sequence[str] = (),
+    name: str | None = None,
+    scheduled_at: datetime | None = None,
+) -> Campaign:
+    """A draft (or scheduled) campaign sending an issue to everyone, or to given topics."""
+    issue = get_issue_by_number(issue_number, session=session)
+    campaign = Campaign(
+        issue_id=issue.id,
+        name=name or issue.title,
+        topics=sorted(set(topics)),
+        segment_topics=[],
+        status=CampaignStatus.SCHEDULED if scheduled_at else CampaignStatus.DRAFT,
+        scheduled_at=scheduled_at,
+        consecutive_failures=0,
+        total_recipients=0,
+    )
+    session.add(campaign)
+    session.flush()
+    return campaign
+
+
+def get_campaign(campaign_id: int, *, session: Session) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFoundError(f"no campaign #{campaign_id}")
+    return campaign
+
+
+def start_campaign(
+    campaign_id: int, *, session: Session, checks: IssueChecks, batch_size: int, now: datetime
+) -> bool:
+    """Freeze the audience and set the campaign sending; False if it had already started.
+
+    Preflight runs first (read-only); then the gate UPDATE, the ledger insert
+    and batch assignment share one transaction, so a crash leaves the campaign
+    unstarted rather than half-frozen.
+    """
+    campaign = get_campaign(campaign_id, session=session)
+    if campaign.status not in STARTABLE:
+        return False
+    checks.preflight(campaign.issue_id)
+    universe = check_universe(checks.topic_universe(campaign.issue_id))
+    session.rollback()  # make the gate UPDATE the first statement of the write transaction
+    won = session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status.in_(STARTABLE))
+        .values(
+            status=CampaignStatus.SENDING,
+            started_at=now,
+            status_reason=None,
+            segment_topics=universe,
+        )
+    )
+    if not getattr(won, "rowcount", 0):
+        return False
+    topics = session.scalar(select(Campaign.topics).where(Campaign.id == campaign_id)) or []
+    total = insert_audience(campaign_id, session=session, universe=universe, topics=topics, now=now)
+    assign_batches(campaign_id, session=session, size=batch_size)
+    session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id)
+        .values(frozen_at=now, total_recipients=total, consecutive_failures=0)
+    )
+    return True
+
+
+def _transition(
+    campaign_id: int,
+    *,
+    session: Session,
+    allowed: Sequence[str],
+    to: str,
+    reason: str | None,
+    verb: str,
+) -> None:
+    result = session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status.in_(list(allowed)))
+        .values(status=to, status_reason=reason)
+    )
+    if not getattr(result, "rowcount", 0):
+        current = get_campaign(campaign_id, session=session).status
+        if current == to:
+            return  # idempotent
+        raise StateError(f"cannot {verb} campaign #{campaign_id}: it is {current}")
+
+
+def pause_campaign(campaign_id: int, *, session: Session, reason: str = "paused by admin") -> None:
+    _transition(
+        campaign_id,
+        session=session,
+        allowed=[CampaignStatus.SENDING],
+        to=CampaignStatus.PAUSED,
+        reason=reason,
+        verb="pause",
+    )
+
+
+def resume_campaign(campaign_id: int, *, session: Session) -> None:
+    _transition(
+        campaign_id,
+        session=session,
+        allowed=[CampaignStatus.PAUSED],
+        to=CampaignStatus.SENDING,
+        reason=None,
+        verb="resume",
+    )
+    session.execute(
+        update(Campaign).where(Campaign.id == campaign_id).values(consecutive_failures=0)
+    )
+
+
+def cancel_campaign(campaign_id: int, *, session: Session, now: datetime) -> None:
+    """Stop for good: unsent recipients end as skipped, batches in flight still settle."""
+    allowed = [
+        CampaignStatus.DRAFT,
+        CampaignStatus.SCHEDULED,
+        CampaignStatus.SENDING,
+        CampaignStatus.PAUSED,
+        CampaignStatus.MISSED,
+    ]
+    _transition(
+        campaign_id,
+        session=session,
+        allowed=allowed,
+        to=CampaignStatus.CANCELLED,
+        reason="cancelled by admin",
+        verb="cancel",
+    )
+    pending = select(SendBatch.id).where(
+        SendBatch.campaign_id == campaign_id, SendBatch.status == BatchStatus.PENDING
+    )
+    session.execute(
+        update(Delivery)
+        .where(Delivery.batch_id.in_(pending), Delivery.status == DeliveryStatus.QUEUED)
+        .values(status=DeliveryStatus.SKIPPED, detail="campaign cancelled", updated_at=now)
+    )
+    session.execute(
+        update(SendBatch)
+        .where(SendBatch.campaign_id == campaign_id, SendBatch.status == BatchStatus.PENDING)
+        .values(status=BatchStatus.CANCELLED, finished_at=now)
+    )
+    session.execute(update(Campaign).where(Campaign.id == campaign_id).values(finished_at=now))
+
+
+def retry_failed(
+    campaign_id: int, *, session: Session, include_unknown: bool, batch_size: int, now: datetime
+) -> int:
+    """Queue failed (and, by the admin's explicit choice, unknown) recipients again.
+
+    The UPDATE that re-queues rows is the gate: concurrent calls each re-queue
+    a disjoint set (usually all and none), so nobody is queued twice.
+    """
+    campaign = get_campaign(campaign_id, session=session)
+    if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+        raise StateError(f"campaign #{campaign_id} has not started")
+    states = [DeliveryStatus.FAILED, *([DeliveryStatus.UNKNOWN] if include_unknown else [])]
+    session.rollback()
+    requeued = session.execute(
+        update(Delivery)
+        .where(Delivery.campaign_id == campaign_id, Delivery.status.in_(states))
+        .values(
+            status=DeliveryStatus.QUEUED, batch_id=None, attempts=0, updated_at=now, detail=None
+        )
+    )
+    count = int(getattr(requeued, "rowcount", 0) or 0)
+    if count:
+        assign_batches(campaign_id, session=session, size=batch_size)
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id)
+            .values(
+                status=CampaignStatus.SENDING,
+                finished_at=None,
+                status_reason=None,
+                consecutive_failures=0,
+            )
+        )
+    return count
+
+
+# --- report -------------------------------------------------------------------
+
+
+@dataclass
+class CampaignReport:
+    id: int
+    name: str
+    status: str
+    status_reason: str | None
+    total: int
+    counts: dict[str, int]
+    rates: dict[str, float]
+    unknown: list[dict[str, Any]] = field(default_factory=list)
+    recipients: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _rates(counts: dict[str, int], opened: int, clicked: int) -> dict[str, float]:
+    sent = sum(counts.get(s, 0) for s in ("accepted", "delivered", "bounced", "dropped"))
+    delivered = counts.get("delivered", 0)
+
+    def ratio(a: int, b: int) -> float:
+        return round(a / b, 4) if b else 0.0
+
+    return {
+        "delivery_rate": ratio(delivered, sent),
+        "open_rate": ratio(opened, delivered),
+        "click_rate": ratio(clicked, delivered),
+        "bounce_rate": ratio(counts.get("bounced", 0), sent),
+    }
+
+
+def campaign_report(
+    campaign_id: int, *, session: Session, with_recipients: bool = True, limit: int | None = None
+) -> CampaignReport:
+    """Counts by state, rates, what is still unknown, and (optionally) per-recipient rows."""
+    campaign = get_campaign(campaign_id, session=session)
+    counts = {state.value: 0 for state in DeliveryStatus}
+    counts.update(count_by_status(session, campaign_id))
+    opened, clicked = session.execute(
+        select(func.count(Delivery.opened_at), func.count(Delivery.clicked_at)).where(
+            Delivery.campaign_id == campaign_id
+        )
+    ).one()
+    report = CampaignReport(
+        id=campaign.id,
+        name=campaign.name,
+        status=campaign.status,
+        status_reason=campaign.status_reason,
+        total=campaign.total_recipients,
+        counts=counts,
+        rates=_rates(counts, int(opened), int(clicked)),
+    )
+    report.unknown = _rows(session, campaign_id, [DeliveryStatus.UNKNOWN], limit=None)
+    if with_recipients:
+        report.recipients = _rows(session, campaign_id, None, limit=limit)
+    return report
+
+
+def _rows(
+    session: Session, campaign_id: int, states: list[DeliveryStatus] | None, *, limit: int | None
+) -> list[dict[str, Any]]:
+    query = (
+        select(
+            Delivery.id,
+            Subscriber.email,
+            Delivery.status,
+            Delivery.detail,
+            Delivery.provider_id,
+            Delivery.attempts,
+            Delivery.updated_at,
+            Delivery.opened_at,
+            Delivery.clicked_at,
+        )
+        .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.campaign_id == campaign_id)
+        .order_by(Delivery.id)
+        .limit(limit)
+    )
+    if states:
+        query = query.where(Delivery.status.in_(states))
+    return [
+        {
+            "ledger_id": row.id,
+            "email": row.email or "(erased)",
+            "status": row.status,
+            "detail": row.detail,
+            "provider_id": row.provider_id,
+            "attempts": row.attempts,
+            "updated_at": row.updated_at.isoformat() if row.updated_at else None,
+            "opened": row.opened_at is not None,
+            "clicked": row.clicked_at is not None,
+        }
+        for row in session.execute(query)
+    ]
+
+
+def check_topics(topics: Sequence[str], known: Sequence[str]) -> None:
+    unknown = sorted(set(topics) - set(known))
+    if unknown:
+        raise ValidationError(f"unknown topic(s): {', '.join(unknown)} (known: {', '.join(known)})")

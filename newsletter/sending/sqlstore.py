@@ -1,0 +1,452 @@
+"""``Store`` on SQLAlchemy: PostgreSQL for many workers, SQLite for one.
+
+Exclusivity: on PostgreSQL a batch is claimed with ``FOR UPDATE SKIP LOCKED``
+and, in the same transaction, the worker takes a session advisory lock on it
+through a dedicated connection.  The lock lives exactly as long as the worker's
+connection, so recovery can tell a dead owner (lock free) from a live one
+without any lease timeout.  On SQLite one worker holds a lock file beside the
+database, and every in-flight batch it finds at start-up is therefore dead.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import zlib
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, cast
+
+from sqlalchemy import Connection, Table, and_, bindparam, exists, func, or_, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from newsletter.db import Database
+from newsletter.errors import DatabaseError
+from newsletter.models.sending import (
+    BatchStatus,
+    Campaign,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+    SendBatch,
+)
+from newsletter.models.subscribers import Subscriber, Suppression
+from newsletter.sending.segments import decode_segment
+from newsletter.sending.types import Addressee, ClaimedBatch, Recorded, Recovery, Submission
+from newsletter.transports.base import Outcome, RecipientResult
+
+LOCK_CLASS = 7301  # advisory-lock namespace for send batches (mixed with the schema name)
+IN_FLIGHT = (BatchStatus.CLAIMED, BatchStatus.SUBMITTING)
+DELIVERIES = cast(Table, Delivery.__table__)
+
+
+class SqlStore:
+    """The production store.  One per worker process; not thread-safe."""
+
+    def __init__(self, db: Database, *, worker_id: str) -> None:
+        self.db = db
+        self.worker_id = worker_id
+        self._lock_conn: Connection | None = None
+        self._lock_file: IO[str] | None = None
+        self._lock_class = LOCK_CLASS
+        if db.dialect == "postgresql":
+            self._lock_conn = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._lock_class = _lock_class(self._lock_conn)
+        else:
+            self._lock_file = _sqlite_worker_lock(db)
+
+    # --- liveness -------------------------------------------------------------
+
+    def _try_lock(self, batch_id: int) -> bool:
+        if self._lock_conn is None:
+            return True
+        got = self._lock_conn.execute(
+            text("SELECT pg_try_advisory_lock(:c, :b)"), {"c": self._lock_class, "b": batch_id}
+        ).scalar()
+        return bool(got)
+
+    def _unlock(self, batch_id: int) -> None:
+        if self._lock_conn is not None:
+            self._lock_conn.execute(
+                text("SELECT pg_advisory_unlock(:c, :b)"), {"c": self._lock_class, "b": batch_id}
+            )
+
+    def close(self) -> None:
+        if self._lock_conn is not None:
+            # Really close the server session (not back to the pool): its locks must go with it.
+            self._lock_conn.invalidate()
+            self._lock_conn.close()
+            self._lock_conn = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    # --- recovery -------------------------------------------------------------
+
+    def recover(self, *, now: datetime) -> Recovery:
+        recovery = Recovery()
+        with self.db.session() as session:
+            query = select(SendBatch.id, SendBatch.status).where(SendBatch.status.in_(IN_FLIGHT))
+            if self._lock_conn is not None:
+                query = query.with_for_update(skip_locked=True)
+            for batch_id, status in session.execute(query).all():
+                if not self._try_lock(batch_id):
+                    continue  # its worker is alive
+                try:
+                    self._recover_one(session, batch_id, status, now, recovery)
+                finally:
+                    self._unlock(batch_id)
+        return recovery
+
+    def _recover_one(
+        self, session: Session, batch_id: int, status: str, now: datetime, recovery: Recovery
+    ) -> None:
+        if status == BatchStatus.SUBMITTING:
+            _set_batch(
+                session,
+                batch_id,
+                status=BatchStatus.UNKNOWN,
+                finished_at=now,
+                error="worker stopped during submission: maybe sent, not resent",
+            )
+            session.execute(
+                update(Delivery)
+                .where(Delivery.batch_id == batch_id, Delivery.status == DeliveryStatus.QUEUED)
+                .values(
+                    status=DeliveryStatus.UNKNOWN,
+                    updated_at=now,
+                    detail="maybe sent: worker stopped after submitting",
+                )
+            )
+            recovery.unknown_batches.append(batch_id)
+        else:
+            _set_batch(session, batch_id, status=BatchStatus.PENDING, claimed_by=None)
+            recovery.released_batches.append(batch_id)
+
+    # --- claiming -------------------------------------------------------------
+
+    def claim(self, *, now: datetime) -> ClaimedBatch | None:
+        with self.db.session() as session:
+            row = session.execute(self._claim_query(now)).first()
+            if row is None:
+                return None
+            batch_id, campaign_id, segment, attempts, issue_id, segment_topics = row
+            if not self._try_lock(batch_id):
+                return None
+            _set_batch(
+                session,
+                batch_id,
+                status=BatchStatus.CLAIMED,
+                claimed_by=self.worker_id,
+                claimed_at=now,
+                attempts=attempts + 1,
+            )
+            recipients, skipped = self._eligible(session, batch_id, now)
+        return ClaimedBatch(
+            id=batch_id,
+            campaign_id=campaign_id,
+            issue_id=issue_id,
+            segment=decode_segment(segment, segment_topics),
+            attempts=attempts + 1,
+            recipients=tuple(recipients),
+            skipped=skipped,
+        )
+
+    def _claim_query(self, now: datetime) -> Any:
+        query = (
+            select(
+                SendBatch.id,
+                SendBatch.campaign_id,
+                SendBatch.segment,
+                SendBatch.attempts,
+                Campaign.issue_id,
+                Campaign.segment_topics,
+            )
+            .join(Campaign, Campaign.id == SendBatch.campaign_id)
+            .where(
+                SendBatch.status == BatchStatus.PENDING,
+                or_(SendBatch.not_before.is_(None), SendBatch.not_before <= now),
+                Campaign.status == CampaignStatus.SENDING,
+            )
+            .order_by(SendBatch.not_before.is_not(None), SendBatch.campaign_id, SendBatch.seq)
+            .limit(1)
+        )
+        if self._lock_conn is not None:
+            query = query.with_for_update(of=SendBatch, skip_locked=True)
+        return query
+
+    def _eligible(
+        self, session: Session, batch_id: int, now: datetime
+    ) -> tuple[list[Addressee], int]:
+        """Queued recipients still confirmed and unsuppressed; the rest are recorded skipped."""
+        suppressed = exists().where(Suppression.email_hash == Delivery.email_hash)
+        rows = session.execute(
+            select(
+                Delivery.id,
+                Delivery.subscriber_id,
+                Subscriber.email,
+                Subscriber.name,
+                Delivery.email_hash,
+                Subscriber.status,
+                Subscriber.paused_until,
+                suppressed.label("suppressed"),
+            )
+            .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.batch_id == batch_id, Delivery.status == DeliveryStatus.QUEUED)
+            .order_by(Delivery.id)
+        ).all()
+        keep: list[Addressee] = []
+        skip: list[dict[str, Any]] = []
+        for did, sid, email, name, ehash, status, paused, is_suppressed in rows:
+            reason = _skip_reason(email, status, paused, bool(is_suppressed), now)
+            if reason:
+                skip.append({"b_id": did, "b_detail": reason})
+            else:
+                keep.append(Addressee(did, sid, email, name, ehash))
+        if skip:
+            session.execute(
+                update(DELIVERIES)
+                .where(DELIVERIES.c.id == bindparam("b_id"))
+                .values(
+                    status=DeliveryStatus.SKIPPED, detail=bindparam("b_detail"), updated_at=now
+                ),
+                skip,
+            )
+        return keep, len(skip)
+
+    def mark_submitting(self, batch_id: int, *, now: datetime) -> bool:
+        with self.db.session() as session:
+            result = session.execute(
+                update(SendBatch)
+                .where(
+                    SendBatch.id == batch_id,
+                    SendBatch.status == BatchStatus.CLAIMED,
+                    SendBatch.claimed_by == self.worker_id,
+                )
+                .values(status=BatchStatus.SUBMITTING, submitted_at=now)
+            )
+            return _rowcount(result) == 1
+
+    def release(self, batch_id: int, *, not_before: datetime | None) -> None:
+        with self.db.session() as session:
+            _set_batch(
+                session,
+                batch_id,
+                status=BatchStatus.PENDING,
+                claimed_by=None,
+                not_before=not_before,
+            )
+        self._unlock(batch_id)
+
+    # --- recording ------------------------------------------------------------
+
+    def record(self, batch: ClaimedBatch, submission: Submission, *, now: datetime) -> Recorded:
+        groups = _group(submission.result.results)
+        temporary = groups.get(Outcome.TEMPORARY, [])
+        failed = groups.get(Outcome.PERMANENT, [])
+        if submission.give_up:
+            failed, temporary = failed + temporary, []
+        with self.db.session() as session:
+            self._apply(session, groups.get(Outcome.ACCEPTED, []), DeliveryStatus.ACCEPTED, now)
+            self._apply(session, failed, DeliveryStatus.FAILED, now)
+            self._apply(session, groups.get(Outcome.UNKNOWN, []), DeliveryStatus.UNKNOWN, now)
+            if temporary:
+                self._bump_attempts(session, temporary, now)
+            done = not temporary
+            _set_batch(session, batch.id, **self._batch_outcome(submission, done, now))
+        self._unlock(batch.id)
+        return Recorded(
+            accepted=len(groups.get(Outcome.ACCEPTED, [])),
+            failed=len(failed),
+            requeued=len(temporary),
+            unknown=len(groups.get(Outcome.UNKNOWN, [])),
+            batch_done=done,
+        )
+
+    @staticmethod
+    def _batch_outcome(submission: Submission, done: bool, now: datetime) -> dict[str, Any]:
+        result = submission.result
+        first_id = next((r.provider_id for r in result.results if r.provider_id), None)
+        values: dict[str, Any] = {"provider_id": first_id, "error": result.error}
+        all_unknown = result.results and all(r.outcome is Outcome.UNKNOWN for r in result.results)
+        if all_unknown:
+            return {**values, "status": BatchStatus.UNKNOWN, "finished_at": now}
+        if done:
+            return {**values, "status": BatchStatus.DONE, "finished_at": now}
+        return {
+            **values,
+            "status": BatchStatus.PENDING,
+            "claimed_by": None,
+            "not_before": submission.retry_at,
+        }
+
+    @staticmethod
+    def _apply(
+        session: Session, results: list[RecipientResult], status: DeliveryStatus, now: datetime
+    ) -> None:
+        """Settle queued rows; a row a webhook already moved on is left alone."""
+        if not results:
+            return
+        session.execute(
+            update(DELIVERIES)
+            .where(
+                DELIVERIES.c.id == bindparam("b_id"), DELIVERIES.c.status == DeliveryStatus.QUEUED
+            )
+            .values(
+                status=status,
+                provider_id=bindparam("b_pid"),
+                detail=bindparam("b_detail"),
+                updated_at=now,
+                attempts=DELIVERIES.c.attempts + 1,
+            ),
+            [
+                {"b_id": int(r.ref), "b_pid": r.provider_id, "b_detail": r.detail[:2000] or None}
+                for r in results
+            ],
+        )
+
+    @staticmethod
+    def _bump_attempts(session: Session, results: list[RecipientResult], now: datetime) -> None:
+        session.execute(
+            update(DELIVERIES)
+            .where(DELIVERIES.c.id == bindparam("b_id"))
+            .values(
+                attempts=DELIVERIES.c.attempts + 1, detail=bindparam("b_detail"), updated_at=now
+            ),
+            [{"b_id": int(r.ref), "b_detail": r.detail[:2000] or None} for r in results],
+        )
+
+    # --- campaign state -------------------------------------------------------
+
+    def campaign_status(self, campaign_id: int) -> str:
+        with self.db.session() as session:
+            return str(session.scalar(select(Campaign.status).where(Campaign.id == campaign_id)))
+
+    def note_outcome(self, campaign_id: int, *, failed: bool) -> int:
+        with self.db.session() as session:
+            value = Campaign.consecutive_failures + 1 if failed else 0
+            session.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id)
+                .values(consecutive_failures=value)
+            )
+            return int(
+                session.scalar(
+                    select(Campaign.consecutive_failures).where(Campaign.id == campaign_id)
+                )
+                or 0
+            )
+
+    def pause(self, campaign_id: int, reason: str) -> None:
+        with self.db.session() as session:
+            session.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.SENDING)
+                .values(status=CampaignStatus.PAUSED, status_reason=reason)
+            )
+
+    def finish_campaigns(self, *, now: datetime) -> list[int]:
+        open_batches = exists().where(
+            SendBatch.campaign_id == Campaign.id,
+            SendBatch.status.in_((BatchStatus.PENDING, *IN_FLIGHT)),
+        )
+        with self.db.session() as session:
+            ids = list(
+                session.scalars(
+                    select(Campaign.id).where(
+                        Campaign.status == CampaignStatus.SENDING,
+                        Campaign.frozen_at.is_not(None),
+                        ~open_batches,
+                    )
+                )
+            )
+            if ids:
+                session.execute(
+                    update(Campaign)
+                    .where(Campaign.id.in_(ids), Campaign.status == CampaignStatus.SENDING)
+                    .values(status=CampaignStatus.SENT, finished_at=now)
+                )
+                _mark_issues_published(session, ids, now)
+        return ids
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def _skip_reason(
+    email: str | None,
+    status: str | None,
+    paused: datetime | None,
+    suppressed: bool,
+    now: datetime,
+) -> str | None:
+    if email is None:
+        return "subscriber erased before sending"
+    if suppressed:
+        return "address suppressed before sending"
+    if status != "confirmed":
+        return f"subscriber {status} before sending"
+    if paused is not None and paused > now:
+        return "subscriber paused delivery"
+    return None
+
+
+def _group(results: Iterable[RecipientResult]) -> dict[Outcome, list[RecipientResult]]:
+    groups: dict[Outcome, list[RecipientResult]] = {}
+    for result in results:
+        groups.setdefault(result.outcome, []).append(result)
+    return groups
+
+
+def _set_batch(session: Session, batch_id: int, **values: Any) -> None:
+    session.execute(update(SendBatch).where(SendBatch.id == batch_id).values(**values))
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _mark_issues_published(session: Session, campaign_ids: list[int], now: datetime) -> None:
+    from newsletter.models.issues import Issue
+
+    issue_ids = select(Campaign.issue_id).where(Campaign.id.in_(campaign_ids))
+    session.execute(
+        update(Issue)
+        .where(and_(Issue.id.in_(issue_ids), Issue.published_at.is_(None)))
+        .values(published_at=now)
+    )
+
+
+def _lock_class(conn: Connection) -> int:
+    """Advisory locks are database-wide: key them by schema so two schemas never collide."""
+    schema = str(conn.execute(text("SELECT current_schema()")).scalar() or "public")
+    return (LOCK_CLASS * 1_000_003 + zlib.crc32(schema.encode())) % 2_147_483_647
+
+
+def _sqlite_worker_lock(db: Database) -> IO[str]:
+    """An exclusive lock file beside the SQLite database: one worker at a time."""
+    database = make_url(str(db.engine.url)).database or "memory"
+    path = Path(f"{database}.worker.lock")
+    handle = open(path, "a+")  # noqa: SIM115 - held for the store's lifetime
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DatabaseError(
+            f"another worker is already sending from {database} "
+            "(SQLite allows one worker; use PostgreSQL for more)"
+        ) from None
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def count_by_status(session: Session, campaign_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.campaign_id == campaign_id)
+        .group_by(Delivery.status)
+    ).all()
+    return {str(status): int(n) for status, n in rows}

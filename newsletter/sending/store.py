@@ -1,0 +1,44 @@
+"""The narrow storage interface the engine depends on (listmonk's ``Store``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from newsletter.sending.types import ClaimedBatch, Recorded, Recovery, Submission
+
+
+class Store(Protocol):
+    def recover(self, *, now: datetime) -> Recovery:
+        """Batches of dead workers: ``submitting`` -> unknown, ``claimed`` -> pending."""
+        ...
+
+    def claim(self, *, now: datetime) -> ClaimedBatch | None:
+        """The next due batch of a sending campaign, exclusively; skips unsubscribed recipients."""
+        ...
+
+    def mark_submitting(self, batch_id: int, *, now: datetime) -> bool:
+        """Commit 'maybe sent from here on' before the provider call; False if we lost the batch."""
+        ...
+
+    def record(self, batch: ClaimedBatch, submission: Submission, *, now: datetime) -> Recorded:
+        """Apply per-recipient outcomes to the ledger and settle the batch."""
+        ...
+
+    def release(self, batch_id: int, *, not_before: datetime | None) -> None:
+        """Hand a claimed batch back unsent (shutdown, paused campaign)."""
+        ...
+
+    def campaign_status(self, campaign_id: int) -> str: ...
+
+    def note_outcome(self, campaign_id: int, *, failed: bool) -> int:
+        """Track consecutive failed batches; returns the current run length."""
+        ...
+
+    def pause(self, campaign_id: int, reason: str) -> None: ...
+
+    def finish_campaigns(self, *, now: datetime) -> list[int]:
+        """Mark campaigns with no batch left in flight as sent; returns their ids."""
+        ...
+
+    def close(self) -> None: ...

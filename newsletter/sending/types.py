@@ -1,0 +1,56 @@
+"""Plain data the engine and the store exchange (no ORM objects cross the seam)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from newsletter.transports.base import BatchResult
+
+
+@dataclass(frozen=True, slots=True)
+class Addressee:
+    """One ledger row with what is needed to address it."""
+
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    name: str | None
+    email_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedBatch:
+    id: int
+    campaign_id: int
+    issue_id: int
+    segment: frozenset[str]
+    attempts: int
+    recipients: tuple[Addressee, ...]
+    skipped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What ``Store.record`` did, so the engine can decide on pausing."""
+
+    accepted: int
+    failed: int
+    requeued: int
+    unknown: int
+    batch_done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    unknown_batches: list[int] = field(default_factory=list)
+    released_batches: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A batch's provider answer, with the retry time the policy chose for temporaries."""
+
+    result: BatchResult
+    retry_at: datetime | None
+    give_up: bool  # temporaries have used every attempt: mark them failed

@@ -1,0 +1,1 @@
+"""Provider events: verified webhooks in, ledger and suppression updates out."""
