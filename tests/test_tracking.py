@@ -241,3 +241,18 @@ def test_unconfigured_key_refuses_everything(
             ).status_code
             == 503
         )
+
+
+def test_gdpr_export_includes_sends_and_their_events(
+    client: TestClient, signer: Signer, db: Database, sent: dict[str, int]
+) -> None:
+    from newsletter.subscribers.service import gdpr_export
+
+    a = "user1@example.org"
+    _post(client, signer, [_event("delivered", a, sent[a], 1), _event("open", a, sent[a], 1)])
+    with db.session() as session:
+        export = gdpr_export(a, session=session)
+    [send] = export["sends"]
+    assert send["ledger_id"] == sent[a] and send["status"] == "delivered" and send["opens"] == 1
+    assert [e["event"] for e in send["events"]] == ["delivered", "open"]
+    json.dumps(export)  # JSON-ready

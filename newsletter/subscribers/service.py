@@ -429,6 +429,8 @@ def gdpr_export(email: str, *, session: Session) -> dict[str, Any]:
         condition = or_(condition, ConsentEvent.subscriber_id == subscriber.id)
     events = session.scalars(select(ConsentEvent).where(condition).order_by(ConsentEvent.id))
     held = suppression_list.suppression_for(email_hash, session=session)
+    from newsletter.sending.history import sends_for  # sending depends on us, not the reverse
+
     return {
         "email": address,
         "email_hash": email_hash,
@@ -438,6 +440,7 @@ def gdpr_export(email: str, *, session: Session) -> dict[str, Any]:
         "suppression": None
         if held is None
         else {"reason": held.reason, "created_at": _iso(held.created_at), "note": held.note},
+        "sends": sends_for(email_hash, session=session),
     }
 
 

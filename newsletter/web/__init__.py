@@ -22,13 +22,13 @@ from newsletter.models.base import utcnow
 from newsletter.subscribers.tokens import tokens_for
 from newsletter.tracking import webhooks
 from newsletter.transports import Messenger
-from newsletter.web import api, errors, public
+from newsletter.web import api, archive, errors, public
 from newsletter.web.context import WebContext
 from newsletter.web.limits import RateLimits, SlidingWindowLimiter
 from newsletter.web.security import SecurityHeaders
 from newsletter.web.templating import STATIC_DIR, build_templates
 
-ROUTERS: list[APIRouter] = [public.router, api.router, webhooks.router]
+ROUTERS: list[APIRouter] = [public.router, api.router, archive.router, webhooks.router]
 
 
 def require_secret(settings: Settings) -> None:

@@ -1,0 +1,56 @@
+"""One person's sending history, by address hash: for GDPR access requests and the admin.
+
+The ledger keeps only the address hash (the subscriber link is dropped on
+erasure), so this also answers "what did we send to an erased address?" from
+the hash alone without holding the address.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.models.sending import Campaign, Delivery, TrackingEvent
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def sends_for(email_hash: str, *, session: Session) -> list[dict[str, Any]]:
+    """Every ledger row for this address with its campaign and provider events, oldest first."""
+    rows = session.execute(
+        select(Delivery, Campaign.name)
+        .join(Campaign, Campaign.id == Delivery.campaign_id)
+        .where(Delivery.email_hash == email_hash)
+        .order_by(Delivery.id)
+    ).all()
+    ids = [delivery.id for delivery, _ in rows]
+    events: dict[int, list[dict[str, Any]]] = {}
+    if ids:
+        for event in session.scalars(
+            select(TrackingEvent)
+            .where(TrackingEvent.delivery_id.in_(ids))
+            .order_by(TrackingEvent.occurred_at)
+        ):
+            assert event.delivery_id is not None
+            events.setdefault(event.delivery_id, []).append(
+                {"event": event.event, "at": _iso(event.occurred_at), "detail": event.detail}
+            )
+    return [
+        {
+            "campaign_id": delivery.campaign_id,
+            "campaign": name,
+            "ledger_id": delivery.id,
+            "status": delivery.status,
+            "detail": delivery.detail,
+            "updated_at": _iso(delivery.updated_at),
+            "delivered_at": _iso(delivery.delivered_at),
+            "opens": delivery.opens,
+            "clicks": delivery.clicks,
+            "events": events.get(delivery.id, []),
+        }
+        for delivery, name in rows
+    ]
