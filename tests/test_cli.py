@@ -14,6 +14,7 @@ from newsletter.config import load_settings
 from newsletter.errors import ConfigError
 
 DATA = Path(__file__).parent / "data" / "import"
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(

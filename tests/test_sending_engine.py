@@ -377,3 +377,15 @@ def test_pending_batches_only_from_sending_campaigns(
     with db.session() as session:
         batches = set(session.scalars(select(SendBatch.status)))
     assert batches == {BatchStatus.PENDING}
+
+
+def test_throttle_spaces_batches_to_the_configured_rate(clock: FakeClock) -> None:
+    from newsletter.sending.engine import Throttle
+
+    throttle = Throttle(rate=100.0, clock=clock, sleep=clock.sleep)
+    for _ in range(5):
+        throttle.wait(50)  # 5 x 50 messages at 100/s: the last may start after 2 s
+    assert 1.99 <= clock.slept <= 2.01
+    unthrottled = Throttle(rate=None, clock=clock, sleep=clock.sleep)
+    unthrottled.wait(10_000)
+    assert clock.slept <= 2.01

@@ -271,3 +271,28 @@ def test_smtp_per_recipient_4xx_retry_and_5xx_fail(db: Database) -> None:
         )
     assert "550" in (rows["user7@example.org"] or "")
     assert attempts["user3@example.org"] == 2
+
+
+def test_sigterm_finishes_the_batch_in_hand_then_exits(
+    issue42: Database, settings: Settings
+) -> None:
+    cid = _start_issue42(issue42, settings, 75)  # 3 batches of 25
+    with FakeSendGrid(KEY, replies=[Reply.hanging(seconds=3.0, status=202)]) as server:
+        worker = _spawn(_env(settings, server))
+        deadline = time.monotonic() + 60
+        while not server.requests and time.monotonic() < deadline:
+            with issue42.session() as session:  # wait until the first batch is on the wire
+                if session.scalar(select(SendBatch.id).where(SendBatch.status == "submitting")):
+                    break
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        _out, err = worker.communicate(timeout=60)
+        assert worker.returncode == 0, err
+        accepted = server.accepted_ledger_ids()
+    assert len(server.requests) == 1 and len(accepted) == 25  # the batch in hand went out
+    assert _statuses(issue42, cid) == {"accepted": 25, "queued": 50}  # nothing else was claimed
+    with issue42.session() as session:
+        states = Counter(
+            session.scalars(select(SendBatch.status).where(SendBatch.campaign_id == cid))
+        )
+    assert states == {"done": 1, "pending": 2}
