@@ -20,15 +20,12 @@ from newsletter.resources.classify import (
 from newsletter.resources.parsers import parse_file
 from newsletter.resources.records import ResourceRecord
 
-SEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "seeds"
-
 
 @pytest.fixture(scope="module")
-def seed_records() -> dict[str, ResourceRecord]:
+def seed_records(seeds_dir: Path) -> dict[str, ResourceRecord]:
     """Every seed record by title (a missing seed directory fails, never skips)."""
-    if not (SEEDS.is_dir() and any(SEEDS.glob("*.txt"))):
-        pytest.fail(f"seed pages not found at {SEEDS} (expected ../shared/seeds beside the repo)")
-    return {r.title: r for path in sorted(SEEDS.glob("*.txt")) for r in parse_file(path).records}
+    paths = sorted(seeds_dir.glob("*.txt"))
+    return {r.title: r for path in paths for r in parse_file(path).records}
 
 
 # --------------------------------------------------------------------------- URLs and titles

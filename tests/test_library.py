@@ -194,3 +194,14 @@ def test_add_edit_delete_and_errors(db: Database, settings: Settings) -> None:
         library.delete_resource(row, session=session)
         with pytest.raises(NotFoundError):
             library.get_resource("toolkit-for-tomorrow", session=session)
+
+
+def test_bundled_sample_library_is_the_shared_seed_set() -> None:
+    """``make demo`` uses a bundled copy of ../shared/seeds; it must not drift from the original."""
+    from tests.conftest import BUNDLED_SEEDS, SHARED_SEEDS
+
+    if not SHARED_SEEDS.is_dir():
+        pytest.skip("../shared/seeds is not beside this clone (CI always has it)")
+    shared = {p.name: p.read_bytes() for p in SHARED_SEEDS.glob("*.txt")}
+    bundled = {p.name: p.read_bytes() for p in BUNDLED_SEEDS.glob("*.txt")}
+    assert bundled == shared
