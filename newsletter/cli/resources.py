@@ -6,27 +6,15 @@ import json
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from newsletter.cli.common import app_context, console
+from newsletter.cli.common import app_context, console, progress_bar
 from newsletter.config import classify_topics
 from newsletter.models import Resource
 from newsletter.resources import library
 from newsletter.resources.records import ResourceRecord
 
 app = typer.Typer(help="The resource library.", no_args_is_help=True)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
 
 
 def print_report(report: library.ImportReport) -> None:
@@ -49,7 +37,7 @@ def import_(
     app_ctx = app_context(ctx)
     records, warnings = library.parse_files(paths)
     report = library.ImportReport(skipped=warnings)
-    with _progress() as progress, app_ctx.db.session() as session:
+    with progress_bar() as progress, app_ctx.db.session() as session:
         task = progress.add_task("importing", total=len(records))
         library.import_records(
             records,

@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from newsletter.cli.common import AppContext, app_context, console
+from newsletter.cli.common import AppContext, app_context, console, progress_bar
 from newsletter.errors import ValidationError
 from newsletter.models.subscribers import SubscriberStatus, SuppressionReason
 from newsletter.subscribers import confirmation, service
@@ -30,17 +29,6 @@ _REASONS = ", ".join(SuppressionReason)
 
 def _topics(app_ctx: AppContext) -> list[str]:
     return [topic.name for topic in app_ctx.settings.topics]
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
 
 
 @app.command("add")
@@ -133,7 +121,7 @@ def import_(
     """Import subscribers in one transaction; bad rows are reported, suppressed ones skipped."""
     app_ctx = app_context(ctx)
     status = SubscriberStatus.PENDING if pending else SubscriberStatus.CONFIRMED
-    with _progress() as progress, app_ctx.db.session() as session:
+    with progress_bar() as progress, app_ctx.db.session() as session:
         task = progress.add_task("importing", total=None)
         report = service.import_csv(
             path, session=session, allowed_topics=_topics(app_ctx), status=status,
