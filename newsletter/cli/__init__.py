@@ -15,6 +15,7 @@ from newsletter.cli import db as db_cli
 from newsletter.cli import demo as demo_cli
 from newsletter.cli import issues as issues_cli
 from newsletter.cli import resources as resources_cli
+from newsletter.cli import schedule as schedule_cli
 from newsletter.cli import serve as serve_cli
 from newsletter.cli import subscribers as subscribers_cli
 from newsletter.cli.common import err_console
@@ -36,6 +37,8 @@ app.add_typer(campaigns_cli.app, name="campaign")
 app.command("worker")(campaigns_cli.worker)
 app.command("send-test")(campaigns_cli.send_test)
 app.command("demo")(demo_cli.demo)
+app.add_typer(schedule_cli.app, name="schedule")
+app.add_typer(schedule_cli.scheduler_app, name="scheduler")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 import typer
 
 from newsletter.cli import issues as issues_cli
+from newsletter.cli import schedule as schedule_cli
 from newsletter.cli import subscribers as subscribers_cli
-from newsletter.cli.common import AppContext, app_context, console
+from newsletter.cli.common import app_context, console
 from newsletter.cli.resources import print_report
 from newsletter.config import classify_topics
 from newsletter.resources import library
@@ -43,22 +44,5 @@ def demo(ctx: typer.Context) -> None:
     issues_cli.demo_step(app_ctx)
     console.rule("3. subscribers")
     subscribers_cli.demo_step(app_ctx)
-    console.rule("4. send Issue 42")
-    send_step(app_ctx)
-
-
-def send_step(app_ctx: AppContext) -> None:
-    """Send Issue 42 to the demo list through the configured transport (the outbox by default)."""
-    from newsletter.cli.campaigns import _print_report, _send_with_progress, _stop_on_sigterm
-    from newsletter.sending import campaigns, service
-
-    settings = app_ctx.settings
-    with app_ctx.db.session() as session:
-        campaign = campaigns.create_campaign(42, session=session, name="Issue 42 (demo)")
-        campaign_id = campaign.id
-    service.start(app_ctx.db, settings, campaign_id)
-    _send_with_progress(app_ctx, campaign_id, _stop_on_sigterm())
-    _print_report(app_ctx, campaign_id, as_json=False, recipients=False)
-    if settings.transport == "outbox":
-        files = sorted(settings.outbox_path.glob("*.eml"))
-        console.print(f"outbox: {len(files)} messages in {settings.outbox_path}/")
+    console.rule("4. schedule Issue 42 and let the scheduler send it")
+    schedule_cli.demo_step(app_ctx)

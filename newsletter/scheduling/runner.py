@@ -1,0 +1,277 @@
+"""The scheduler process: leader election, APScheduler wake-ups, an in-process worker.
+
+APScheduler (3.11, ``BackgroundScheduler``) keeps its jobs in the project's
+database through ``SQLAlchemyJobStore`` (table ``apscheduler_jobs``, in
+``settings.database_schema`` on PostgreSQL), so wake-ups survive restarts.  The
+jobs are only alarms: a ``sweep`` every ``sweep_seconds`` plus one date job per
+scheduled campaign and per recurring rule, kept in step with the rows after
+every tick.  Each alarm runs the same ``tick`` (``steps.tick``), which reads
+the truth from the database.  APScheduler's own misfire logic is switched off
+(``misfire_grace_time=None``, ``coalesce=True``): however late an alarm fires it
+runs once, and ``steps`` decides between "start late" and "missed" with
+``settings.misfire_grace_seconds``.
+
+Jobs in a persistent store must name their function by import path and carry
+only picklable arguments, so they call the module-level ``wake(key)``, which
+finds the live runtime for that database in ``_ACTIVE``; no settings (and no
+secrets) are ever pickled into the job table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select
+
+from newsletter.config import Settings
+from newsletter.db import Database, redact
+from newsletter.errors import DatabaseError
+from newsletter.models import Campaign, CampaignStatus, Schedule
+from newsletter.scheduling.leader import LeaderLock, leader_lock
+from newsletter.scheduling.steps import DueReport, RunReport, Starter, tick
+from newsletter.sending import service
+from newsletter.sending.engine import system_now
+from newsletter.transports import Messenger
+
+log = logging.getLogger(__name__)
+
+JOB_TABLE = "apscheduler_jobs"
+WAKEUP_PREFIXES = ("campaign-", "schedule-")
+MAX_WAKEUPS = 200  # date jobs kept ahead; anything further is caught by the sweep
+
+_ACTIVE: dict[str, SchedulerRuntime] = {}
+_ACTIVE_LOCK = threading.Lock()
+
+
+def store_key(settings: Settings) -> str:
+    """Which database a job belongs to (password redacted: it is stored in the job row)."""
+    return f"{redact(settings.database_url)}#{settings.database_schema or ''}"
+
+
+def wake(key: str) -> None:
+    """What every APScheduler job calls: one tick of the runtime leading that database."""
+    with _ACTIVE_LOCK:
+        runtime = _ACTIVE.get(key)
+    if runtime is None:
+        log.warning("wake-up for %s but no scheduler is leading it in this process", key)
+        return
+    runtime.tick()
+
+
+class OwnEngineJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
+    """The stock store, except that shutting the scheduler down leaves our engine alone."""
+
+    def shutdown(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Knobs of ``newsletter scheduler run`` (tests use sub-second values)."""
+
+    sweep_seconds: float = 30.0
+    retry_seconds: float = 5.0
+    worker: bool = True
+
+
+class WorkerThread:
+    """``service.open_worker`` + ``Worker.run(stop)`` on a thread; stopping finishes its batch."""
+
+    def __init__(self, db: Database, settings: Settings, messenger: Messenger | None) -> None:
+        self.db, self.settings, self.messenger = db, settings, messenger
+        self.stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="newsletter-worker", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with service.open_worker(self.db, self.settings, messenger=self.messenger) as worker:
+                log.info("in-process worker sending through %s", worker.messenger.name)
+                worker.run(self.stop)
+        except DatabaseError as exc:  # SQLite: a 'newsletter worker' already holds the send lock
+            log.warning("no in-process worker (%s); this scheduler only starts campaigns", exc)
+        except Exception:
+            log.exception("in-process worker crashed; campaigns still start, nothing sends here")
+
+    def join(self) -> None:
+        self.stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+class SchedulerRuntime:
+    """One scheduler process's life: wait for leadership, lead, step down, shut down cleanly."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        options: RunOptions | None = None,
+        clock: Callable[[], datetime] = system_now,
+        start: Starter | None = None,
+        messenger: Messenger | None = None,
+        on_tick: Callable[[list[RunReport], DueReport], None] | None = None,
+    ) -> None:
+        self.db, self.settings = db, settings
+        self.options = options or RunOptions()
+        self.clock, self.start, self.on_tick = clock, start, on_tick
+        self.key = store_key(settings)
+        self.leader: LeaderLock = leader_lock(db, settings.database_schema)
+        self.worker = WorkerThread(db, settings, messenger) if self.options.worker else None
+        self.leading = threading.Event()
+        self._scheduler: BackgroundScheduler | None = None
+        self._tick_lock = threading.Lock()
+
+    # --- the loop -------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Until ``stop`` (SIGTERM): follow, lead while the lock is ours, then clean up."""
+        try:
+            if self.worker is not None and self.db.dialect != "sqlite":
+                self.worker.start()  # PostgreSQL: any number of workers may send at once
+            while not stop.is_set():
+                if self.leader.try_acquire():
+                    self._lead(stop)
+                stop.wait(self.options.retry_seconds)
+        finally:
+            self._shutdown()
+
+    def _lead(self, stop: threading.Event) -> None:
+        """Run APScheduler while the lock is ours; any failure steps down so another can lead."""
+        log.info("became leader for %s", self.key)
+        if self.worker is not None and not self.worker.started:
+            self.worker.start()  # SQLite allows one worker: the leader's
+        try:
+            self._start_apscheduler()
+            self._safe_tick()
+            self.leading.set()  # after the first tick: wake-up jobs are aimed
+            while not stop.wait(self.options.retry_seconds):
+                if not self.leader.still_held():
+                    break
+        except Exception:
+            log.exception("leading failed; stepping down, will retry")
+            self.leader.release()
+        finally:
+            self._stop_apscheduler()
+
+    def _shutdown(self) -> None:
+        self._stop_apscheduler()
+        if self.worker is not None:
+            self.worker.join()
+        self.leader.release()
+        log.info("scheduler stopped; leadership released")
+
+    # --- APScheduler ----------------------------------------------------------------
+
+    def _start_apscheduler(self) -> None:
+        schema = self.settings.database_schema if self.db.dialect == "postgresql" else None
+        store = OwnEngineJobStore(engine=self.db.engine, tablename=JOB_TABLE, tableschema=schema)
+        scheduler = BackgroundScheduler(
+            jobstores={"default": store},
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+        with _ACTIVE_LOCK:
+            _ACTIVE[self.key] = self
+        scheduler.start()
+        scheduler.add_job(
+            wake, "interval", seconds=self.options.sweep_seconds, args=[self.key],
+            id="sweep", name="sweep", replace_existing=True,
+        )  # fmt: skip
+        self._scheduler = scheduler
+
+    def _stop_apscheduler(self) -> None:
+        """Let a tick in progress finish, then stop APScheduler (its jobs stay stored).
+
+        ``BackgroundScheduler.shutdown(wait=True)`` holds its job-store lock while
+        it waits for running jobs, and a tick re-aims jobs through that lock: so
+        the tick lock is taken first and ``_scheduler`` cleared under it, after
+        which a late tick finds nothing to do instead of deadlocking.
+        """
+        with _ACTIVE_LOCK:
+            if _ACTIVE.get(self.key) is self:
+                del _ACTIVE[self.key]
+        with self._tick_lock:
+            scheduler, self._scheduler = self._scheduler, None
+        self.leading.clear()
+        if scheduler is not None:
+            scheduler.shutdown(wait=True)
+
+    # --- ticks ----------------------------------------------------------------------
+
+    def tick(self) -> tuple[list[RunReport], DueReport]:
+        """One pass of the steps, then re-aim the wake-up jobs at what is due next."""
+        with self._tick_lock:
+            if self._scheduler is None:  # stepped down (or stopping): the new leader ticks
+                return [], DueReport()
+            now = self.clock()
+            runs, due = tick(self.db, self.settings, now, start=self.start)
+            self.sync_jobs(now)
+        if self.on_tick is not None:
+            self.on_tick(runs, due)
+        return runs, due
+
+    def _safe_tick(self) -> None:
+        try:
+            self.tick()
+        except Exception:  # the sweep retries; a broken tick must not kill the leader
+            log.exception("scheduler tick failed")
+
+    def sync_jobs(self, now: datetime) -> None:
+        """One date job per future due time in the rows; stale ones removed."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        wanted = self._wakeups(now)
+        current = {j.id: j for j in scheduler.get_jobs() if j.id.startswith(WAKEUP_PREFIXES)}
+        for job_id in current.keys() - wanted.keys():
+            with contextlib.suppress(JobLookupError):  # it fired meanwhile
+                scheduler.remove_job(job_id)
+        for job_id, at in wanted.items():
+            job = current.get(job_id)
+            if job is None or job.next_run_time != at:
+                scheduler.add_job(
+                    wake, "date", run_date=at, args=[self.key], id=job_id, name=job_id,
+                    replace_existing=True,
+                )  # fmt: skip
+
+    def _wakeups(self, now: datetime) -> dict[str, datetime]:
+        with self.db.session() as session:
+            due_campaigns = session.execute(
+                select(Campaign.id, Campaign.scheduled_at)
+                .where(Campaign.status == CampaignStatus.SCHEDULED, Campaign.scheduled_at > now)
+                .order_by(Campaign.scheduled_at)
+                .limit(MAX_WAKEUPS)
+            ).all()
+            rules = session.execute(
+                select(Schedule.id, Schedule.next_run_at)
+                .where(Schedule.enabled.is_(True), Schedule.next_run_at > now)
+                .order_by(Schedule.next_run_at)
+                .limit(MAX_WAKEUPS)
+            ).all()
+        wanted = {f"campaign-{cid}": at for cid, at in due_campaigns if at is not None}
+        wanted |= {f"schedule-{sid}": at for sid, at in rules if at is not None}
+        return wanted
+
+    def stored_job_ids(self) -> list[str]:
+        """The ids APScheduler holds for this runtime right now (for ``list`` and tests)."""
+        scheduler = self._scheduler
+        return sorted(j.id for j in scheduler.get_jobs()) if scheduler is not None else []
