@@ -1,5 +1,6 @@
 """All mapped models; importing this package registers every table on ``Base.metadata``."""
 
+from newsletter.models.accounts import Role, User, UserSession
 from newsletter.models.base import Base, UTCDateTime, utcnow
 from newsletter.models.issues import Issue, IssueItem, IssueSection, IssueStatus
 from newsletter.models.resources import Resource, ResourceTopic
@@ -38,6 +39,7 @@ __all__ = [
     "IssueStatus",
     "Resource",
     "ResourceTopic",
+    "Role",
     "Schedule",
     "ScheduleRun",
     "SendBatch",
@@ -48,5 +50,7 @@ __all__ = [
     "SuppressionReason",
     "TrackingEvent",
     "UTCDateTime",
+    "User",
+    "UserSession",
     "utcnow",
 ]

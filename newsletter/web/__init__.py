@@ -14,7 +14,7 @@ from datetime import datetime
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from newsletter import transports
+from newsletter import admin, transports
 from newsletter.config import DEFAULT_SECRET, Settings
 from newsletter.db import Database
 from newsletter.errors import ConfigError
@@ -75,6 +75,6 @@ def create_app(
     app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
     errors.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for router in ROUTERS:
+    for router in [*ROUTERS, *admin.routers()]:
         app.include_router(router)
     return app

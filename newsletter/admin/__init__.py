@@ -1,0 +1,27 @@
+"""The web admin under ``/admin``: accounts, the library, issue drafting, sending, subscribers.
+
+``routers()`` is what ``newsletter.web.create_app`` includes.  Each router
+carries its own access rule (see ``access``): the login form is the only page
+that answers without a session, editors reach the library and issues, admins
+everything.  The routes are imported when the app is built, not with this
+package, so ``newsletter users`` and the web package never import each other
+in a circle.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+
+def routers() -> list[APIRouter]:
+    from newsletter.admin.routes import campaigns, home, issues, library, settings, subscribers
+
+    return [
+        home.login_router,
+        home.router,
+        library.router,
+        issues.router,
+        campaigns.router,
+        subscribers.router,
+        settings.router,
+    ]

@@ -1,0 +1,1 @@
+"""Admin routes, one module per area; ``newsletter.admin.ROUTERS`` lists their routers."""

@@ -1,0 +1,222 @@
+"""Sending (admins only): schedule or start a campaign, pause, resume, cancel, retry, report.
+
+State changes are the ``campaigns`` functions the CLI uses (conditional
+updates, so a double click or a second admin can never start a send twice);
+scheduling is ``newsletter.scheduling.admin``; the database is the truth and
+workers pick up what is due.  The campaign page polls a small JSON endpoint
+every second for its progress bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Form, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.admin import reports
+from newsletter.admin.access import Admin, admin_router, page
+from newsletter.admin.charts import line_chart
+from newsletter.errors import PreflightError, StateError, ValidationError
+from newsletter.models import CampaignStatus, DeliveryStatus, Issue, IssueStatus
+from newsletter.scheduling import admin as scheduling
+from newsletter.scheduling.times import parse_at, zone
+from newsletter.sending import campaigns, service
+from newsletter.web.context import Ctx, WebContext
+
+router = admin_router()
+Line = Annotated[str, Form(max_length=2_000)]
+
+
+def _issues(session: Session) -> list[Issue]:
+    """Issues worth sending, ready ones first."""
+    rows = session.scalars(select(Issue).where(Issue.status != IssueStatus.ARCHIVED))
+    return sorted(rows, key=lambda i: (i.status != IssueStatus.READY, -i.number))
+
+
+def _list_page(
+    request: Request, ctx: WebContext, *, status_code: int = 200, error: str | None = None
+) -> Response:
+    with ctx.db.session() as session:
+        return page(
+            request, "campaigns/list.html.j2", status_code, error=error,
+            rows=reports.campaigns_with_issue(session), issues=_issues(session),
+            topics=ctx.topics, schedules=scheduling.listing(session, tz_name=ctx.settings.timezone),
+            timezone=ctx.settings.timezone,
+        )  # fmt: skip
+
+
+@router.get("/campaigns")
+def campaigns_page(request: Request, ctx: Ctx, identity: Admin) -> Response:
+    return _list_page(request, ctx)
+
+
+@router.post("/campaigns")
+def create(
+    request: Request, ctx: Ctx, identity: Admin, issue: Line = "", name: Line = "",
+    when: Line = "now", at: Line = "",
+    topics: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
+) -> Response:  # fmt: skip
+    """A campaign due now (started at once) or later (a ``scheduled`` row the scheduler starts)."""
+    try:
+        campaigns.check_topics(topics, ctx.topics)
+        if not issue.isdigit():
+            raise ValidationError("choose an issue")
+        with ctx.db.session() as session:
+            campaign_id = _create(ctx, session, int(issue), name, when, at, topics)
+    except (ValidationError, StateError) as exc:
+        return _list_page(request, ctx, status_code=422, error=str(exc))
+    if when == "now":
+        return _start(request, ctx, campaign_id)
+    return RedirectResponse(f"/admin/campaigns/{campaign_id}?done=scheduled", status_code=303)
+
+
+def _create(
+    ctx: WebContext, session: Session, number: int, name: str, when: str, at: str,
+    topics: list[str],
+) -> int:  # fmt: skip
+    if when == "now":
+        return campaigns.create_campaign(
+            number, session=session, topics=topics, name=name.strip() or None
+        ).id
+    if not at.strip():
+        raise ValidationError("choose the date and time to send")
+    moment = parse_at(at.replace("T", " "), ctx.settings.timezone)
+    return scheduling.schedule_issue(
+        session, number, at=moment, now=ctx.clock(), topics=topics, name=name.strip() or None,
+        grace_seconds=ctx.settings.misfire_grace_seconds,
+    ).id  # fmt: skip
+
+
+def _start(request: Request, ctx: WebContext, campaign_id: int) -> Response:
+    """Preflight, freeze the audience, set it sending; preflight problems are shown, not raised."""
+    try:
+        service.start(ctx.db, ctx.settings, campaign_id, now=ctx.clock())
+    except PreflightError as exc:
+        return _campaign_page(request, ctx, campaign_id, status_code=422,
+                              problems=exc.problems)  # fmt: skip
+    return RedirectResponse(f"/admin/campaigns/{campaign_id}?done=started", status_code=303)
+
+
+# --- one campaign --------------------------------------------------------------------------
+
+
+def _campaign_page(
+    request: Request, ctx: WebContext, campaign_id: int, *, status_code: int = 200,
+    error: str | None = None, problems: list[str] | None = None, q: str = "", state: str = "",
+    number: int = 1,
+) -> Response:  # fmt: skip
+    with ctx.db.session() as session:
+        campaign = campaigns.get_campaign(campaign_id, session=session)
+        issue = session.get(Issue, campaign.issue_id)
+        report = campaigns.campaign_report(campaign_id, session=session, with_recipients=False)
+        activity = reports.timeline(session, campaign_id)
+        rows, pages = reports.recipients(session, campaign_id, q=q, status=state, page=number)
+        tz = zone(ctx.settings.timezone)
+        return page(
+            request, "campaigns/detail.html.j2", status_code, campaign=campaign, issue=issue,
+            report=report, progress=reports.progress(session, campaign), activity=activity,
+            chart=line_chart(activity, tz=tz) if activity else None, rows=rows, pages=pages,
+            q=q, state=state, states=[s.value for s in DeliveryStatus], error=error,
+            problems=problems or [], timezone=ctx.settings.timezone,
+        )  # fmt: skip
+
+
+@router.get("/campaigns/{campaign_id:int}")
+def campaign_page(
+    request: Request, ctx: Ctx, identity: Admin, campaign_id: int,
+    q: Annotated[str, Query(max_length=320)] = "", state: Annotated[str, Query(max_length=20)] = "",
+    number: Annotated[int, Query(alias="page", ge=1, le=1_000_000)] = 1,
+) -> Response:  # fmt: skip
+    return _campaign_page(request, ctx, campaign_id, q=q, state=state, number=number)
+
+
+@router.get("/api/campaigns/{campaign_id:int}/progress")
+def progress_json(ctx: Ctx, identity: Admin, campaign_id: int) -> JSONResponse:
+    """What the progress bar polls every second (401 without a session, 403 for editors)."""
+    with ctx.db.session() as session:
+        campaign = campaigns.get_campaign(campaign_id, session=session)
+        return JSONResponse(reports.progress(session, campaign).as_dict())
+
+
+def _act(
+    request: Request, ctx: WebContext, campaign_id: int, action: Callable[[Session], object],
+    done: str,
+) -> Response:  # fmt: skip
+    try:
+        with ctx.db.session() as session:
+            action(session)
+    except (StateError, ValidationError) as exc:
+        return _campaign_page(request, ctx, campaign_id, status_code=409, error=str(exc))
+    return RedirectResponse(f"/admin/campaigns/{campaign_id}?done={done}", status_code=303)
+
+
+@router.post("/campaigns/{campaign_id:int}/start")
+def start(request: Request, ctx: Ctx, identity: Admin, campaign_id: int) -> Response:
+    with ctx.db.session() as session:
+        status = campaigns.get_campaign(campaign_id, session=session).status
+    if status not in campaigns.STARTABLE:
+        message = f"cannot start campaign #{campaign_id}: it is {status}"
+        return _campaign_page(request, ctx, campaign_id, status_code=409, error=message)
+    return _start(request, ctx, campaign_id)
+
+
+@router.post("/campaigns/{campaign_id:int}/pause")
+def pause(request: Request, ctx: Ctx, identity: Admin, campaign_id: int) -> Response:
+    return _act(request, ctx, campaign_id,
+                lambda s: campaigns.pause_campaign(campaign_id, session=s), "paused")  # fmt: skip
+
+
+@router.post("/campaigns/{campaign_id:int}/resume")
+def resume(request: Request, ctx: Ctx, identity: Admin, campaign_id: int) -> Response:
+    return _act(request, ctx, campaign_id,
+                lambda s: campaigns.resume_campaign(campaign_id, session=s), "resumed")  # fmt: skip
+
+
+@router.post("/campaigns/{campaign_id:int}/cancel")
+def cancel(request: Request, ctx: Ctx, identity: Admin, campaign_id: int) -> Response:
+    now = ctx.clock()
+    return _act(
+        request, ctx, campaign_id,
+        lambda s: campaigns.cancel_campaign(campaign_id, session=s, now=now), "cancelled",
+    )  # fmt: skip
+
+
+@router.post("/campaigns/{campaign_id:int}/reschedule")
+def reschedule(
+    request: Request, ctx: Ctx, identity: Admin, campaign_id: int, at: Line = ""
+) -> Response:
+    def action(session: Session) -> None:
+        moment = parse_at(at.replace("T", " "), ctx.settings.timezone)
+        scheduling.reschedule(session, campaign_id, at=moment, now=ctx.clock(),
+                              grace_seconds=ctx.settings.misfire_grace_seconds)  # fmt: skip
+
+    return _act(request, ctx, campaign_id, action, "scheduled")
+
+
+@router.post("/campaigns/{campaign_id:int}/retry")
+def retry(
+    request: Request, ctx: Ctx, identity: Admin, campaign_id: int, include_unknown: Line = ""
+) -> Response:
+    """Failed recipients again; "maybe sent" (unknown) ones only when the admin ticks the box."""
+    now, size = ctx.clock(), ctx.settings.batch_size
+    return _act(
+        request, ctx, campaign_id,
+        lambda s: campaigns.retry_failed(campaign_id, session=s, now=now, batch_size=size,
+                                         include_unknown=include_unknown == "1"),
+        "retried",
+    )  # fmt: skip
+
+
+@router.post("/schedules/{schedule_id:int}/disable")
+def disable_schedule(request: Request, ctx: Ctx, identity: Admin, schedule_id: int) -> Response:
+    """Stop a recurring rule (its history stays)."""
+    with ctx.db.session() as session:
+        scheduling.disable_recurring(session, schedule_id)
+    return RedirectResponse("/admin/campaigns?done=saved#schedules", status_code=303)
+
+
+__all__ = ["CampaignStatus", "router"]

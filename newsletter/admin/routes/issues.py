@@ -1,0 +1,376 @@
+"""Issue drafting: create, pick resources, arrange sections, override, preview, test, export.
+
+Every change is a plain form POST answered by a redirect back to the editor,
+so the page works without JavaScript.  The editor's script sends the same
+forms with ``X-Admin-Fragment: 1`` and gets back only the part of the page
+that changed (structure and preflight), then reloads the preview frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import Form, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from newsletter.admin import drafting
+from newsletter.admin.access import Editor, editor_router, page, wants_fragment
+from newsletter.errors import NewsletterError, StateError, ValidationError
+from newsletter.issues import editor, preflight, store
+from newsletter.issues.preview import sample_values
+from newsletter.issues.source import dump_source
+from newsletter.message import Template
+from newsletter.models import Issue, IssueStatus, Resource
+from newsletter.render import IssueContent, render_issue
+from newsletter.resources import library
+from newsletter.sending import service
+from newsletter.transports import Outcome
+from newsletter.web.context import Ctx, WebContext
+
+router = editor_router()
+PICKS = 8
+# The preview is the email as a mail client shows it: inline styles, remote https
+# images, and nothing else; sandboxed twice (CSP here, the iframe's attribute).
+PREVIEW_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; font-src https: data:; "
+    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'; sandbox"
+)
+Text = Annotated[str, Form(max_length=20_000)]
+Line = Annotated[str, Form(max_length=2_000)]
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise ValidationError(f"date must be YYYY-MM-DD, not {value.strip()[:40]!r}") from None
+
+
+def editable(issue: Issue) -> bool:
+    try:
+        editor.ensure_editable(issue)
+    except StateError:
+        return False
+    return True
+
+
+# --- list and create ------------------------------------------------------------------
+
+
+@router.get("/issues")
+def issues_page(request: Request, ctx: Ctx, identity: Editor) -> Response:
+    with ctx.db.session() as session:
+        return _issues_page(request, ctx, session)
+
+
+def _issues_page(
+    request: Request, ctx: WebContext, session: Session, *, status_code: int = 200,
+    error: str | None = None, values: dict[str, Any] | None = None,
+) -> Response:  # fmt: skip
+    issues = store.list_issues(session=session)
+    next_number = (session.scalar(select(func.max(Issue.number))) or 0) + 1
+    defaults = {"number": next_number, "date": ctx.clock().date().isoformat(), "title": "",
+                "subject": "", "preheader": ""}  # fmt: skip
+    return page(
+        request, "issues/list.html.j2", status_code, issues=issues, error=error,
+        values=values or defaults, counts={i.id: store.item_count(i) for i in issues},
+    )  # fmt: skip
+
+
+@router.post("/issues")
+def create_issue(
+    request: Request, ctx: Ctx, identity: Editor, number: Line = "", title: Line = "",
+    date_: Annotated[str, Form(alias="date", max_length=40)] = "", subject: Line = "",
+    preheader: Line = "",
+) -> Response:  # fmt: skip
+    values = {"number": number, "title": title, "date": date_, "subject": subject,
+              "preheader": preheader}  # fmt: skip
+    try:
+        if not number.strip().isdigit():
+            raise ValidationError("the issue number must be a whole number")
+        with ctx.db.session() as session:
+            issue = editor.new_issue(
+                number=int(number), title=title, issue_date=_date(date_), subject=subject,
+                preheader=preheader.strip(), session=session,
+            )  # fmt: skip
+            created = issue.number
+    except ValidationError as exc:
+        with ctx.db.session() as session:
+            return _issues_page(request, ctx, session, status_code=422, error=exc.message,
+                                values=values)  # fmt: skip
+    return RedirectResponse(f"/admin/issues/{created}?done=created", status_code=303)
+
+
+# --- the editor page ------------------------------------------------------------------
+
+
+def rendered_report(ctx: WebContext, content: IssueContent) -> preflight.PreflightReport:
+    """Preflight of the email as it would go out now (a render failure is a problem too)."""
+    try:
+        return preflight.inspect(render_issue(content, theme=ctx.settings))
+    except NewsletterError as exc:
+        return preflight.PreflightReport(problems=[str(exc)], warnings=[])
+
+
+def picks(session: Session, q: str) -> list[Resource]:
+    """What the picker offers: search results, or the newest resources before anyone types."""
+    if q.strip() and any(ch.isalnum() for ch in q):
+        return library.search_resources(q, session=session, limit=PICKS)
+    return list(session.scalars(select(Resource).order_by(Resource.id.desc()).limit(PICKS)))
+
+
+def editor_context(ctx: WebContext, session: Session, issue: Issue, q: str = "") -> dict[str, Any]:
+    content = store.issue_content(issue, session=session)
+    used = {i.resource_id for s in issue.sections for i in s.items if i.resource_id is not None}
+    return {
+        "issue": issue, "content": content, "report": rendered_report(ctx, content),
+        "editable": editable(issue), "topics": ctx.topics, "statuses": list(IssueStatus),
+        "q": q, "picks": picks(session, q), "used": used,
+    }  # fmt: skip
+
+
+def show_editor(
+    request: Request, ctx: WebContext, number: int, *, q: str = "", error: str | None = None,
+    status_code: int = 200, notice: str | None = None,
+) -> Response:  # fmt: skip
+    """The whole editor, or only its live part when the editor's script asked for that."""
+    fragment = wants_fragment(request)
+    template = "issues/_live.html.j2" if fragment else "issues/editor.html.j2"
+    with ctx.db.session() as session:
+        issue = store.get_issue(number, session=session)
+        context = {**editor_context(ctx, session, issue, q), "fragment": fragment}
+        if notice:
+            context["notice"] = notice
+        return page(request, template, status_code, error=error, **context)
+
+
+@router.get("/issues/{number:int}")
+def editor_page(
+    request: Request, ctx: Ctx, identity: Editor, number: int,
+    q: Annotated[str, Query(max_length=200)] = "",
+) -> Response:  # fmt: skip
+    return show_editor(request, ctx, number, q=q)
+
+
+@router.get("/issues/{number:int}/picker")
+def picker(
+    request: Request, ctx: Ctx, identity: Editor, number: int,
+    q: Annotated[str, Query(max_length=200)] = "",
+) -> Response:  # fmt: skip
+    """The picker's results alone, for search as you type."""
+    with ctx.db.session() as session:
+        issue = store.get_issue(number, session=session)
+        used = {i.resource_id for s in issue.sections for i in s.items}
+        try:
+            found, error = picks(session, q), None
+        except ValidationError as exc:
+            found, error = [], exc.message
+        return page(request, "issues/_picker.html.j2", issue=issue, picks=found, used=used,
+                    q=q, editable=editable(issue), error=error)  # fmt: skip
+
+
+@router.get("/issues/{number:int}/preview")
+def preview(ctx: Ctx, identity: Editor, number: int) -> Response:
+    """The email with sample values, for the editor's sandboxed preview frames."""
+    with ctx.db.session() as session:
+        content = store.issue_content(store.get_issue(number, session=session), session=session)
+    rendered = render_issue(content, theme=ctx.settings)
+    filled = Template.compile(rendered).fill(sample_values(ctx.settings.base_url, number))
+    return Response(
+        filled.html,
+        media_type="text/html; charset=utf-8",
+        headers={"content-security-policy": PREVIEW_CSP, "x-frame-options": "SAMEORIGIN"},
+    )
+
+
+@router.get("/issues/{number:int}/export")
+def export(ctx: Ctx, identity: Editor, number: int) -> Response:
+    """The issue as the YAML file ``newsletter issue import`` reads (``NNN-YYYY-MM.yaml``)."""
+    with ctx.db.session() as session:
+        issue = store.get_issue(number, session=session)
+        text = dump_source(store.export_source(issue, session=session))
+        name = f"{issue.number:03d}-{issue.issue_date:%Y-%m}.yaml"
+    return Response(
+        text,
+        media_type="application/yaml; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{name}"'},
+    )
+
+
+# --- changes ----------------------------------------------------------------------------
+
+Action = Callable[[Issue, Session], object]
+
+
+def change(
+    request: Request, ctx: WebContext, number: int, action: Action, *, anchor: str = ""
+) -> Response:
+    """Run one edit in a transaction; answer with the editor (fragment or redirect)."""
+    try:
+        with ctx.db.session() as session:
+            action(store.get_issue(number, session=session), session)
+    except (ValidationError, StateError) as exc:
+        code = 409 if isinstance(exc, StateError) else 422
+        return show_editor(request, ctx, number, error=str(exc), status_code=code)
+    if wants_fragment(request):
+        return show_editor(request, ctx, number)
+    return RedirectResponse(f"/admin/issues/{number}?done=saved{anchor}", status_code=303)
+
+
+@router.post("/issues/{number:int}/details")
+def save_details(
+    request: Request, ctx: Ctx, identity: Editor, number: int, title: Line = "",
+    subject: Line = "", date_: Annotated[str, Form(alias="date", max_length=40)] = "",
+    preheader: Line = "", intro: Text = "",
+) -> Response:  # fmt: skip
+    def action(issue: Issue, session: Session) -> None:
+        details = drafting.Details(title, subject, _date(date_), preheader, intro)
+        drafting.update_details(issue, details, session=session)
+
+    return change(request, ctx, number, action, anchor="#details")
+
+
+@router.post("/issues/{number:int}/status")
+def save_status(
+    request: Request, ctx: Ctx, identity: Editor, number: int, status: Line = ""
+) -> Response:
+    return change(
+        request, ctx, number, lambda issue, s: editor.set_status(issue, status, session=s)
+    )
+
+
+@router.post("/issues/{number:int}/sections")
+def add_section(
+    request: Request, ctx: Ctx, identity: Editor, number: int, heading: Line = "",
+    topics: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
+) -> Response:  # fmt: skip
+    chosen = _known_topics(ctx, topics)
+    return change(
+        request, ctx, number,
+        lambda issue, s: drafting.add_section(issue, heading, chosen, session=s),
+        anchor="#sections",
+    )  # fmt: skip
+
+
+def _known_topics(ctx: WebContext, topics: list[str]) -> list[str]:
+    unknown = [t for t in topics if t not in ctx.topics]
+    if unknown:
+        raise ValidationError(f"unknown topic {unknown[0][:100]!r}")
+    return topics
+
+
+@router.post("/issues/{number:int}/sections/{section_id:int}")
+def save_section(
+    request: Request, ctx: Ctx, identity: Editor, number: int, section_id: int,
+    heading: Line = "", topics: Annotated[list[str], Form()] = [],  # noqa: B006
+) -> Response:  # fmt: skip
+    chosen = _known_topics(ctx, topics)
+    return change(
+        request, ctx, number,
+        lambda issue, s: drafting.update_section(issue, section_id, heading, chosen, session=s),
+        anchor=f"#section-{section_id}",
+    )  # fmt: skip
+
+
+def _step(direction: str) -> int:
+    if direction not in ("up", "down"):
+        raise ValidationError("direction must be up or down")
+    return -1 if direction == "up" else 1
+
+
+@router.post("/issues/{number:int}/sections/{section_id:int}/move")
+def move_section(
+    request: Request, ctx: Ctx, identity: Editor, number: int, section_id: int,
+    direction: Line = "",
+) -> Response:  # fmt: skip
+    step = _step(direction)
+    return change(
+        request, ctx, number,
+        lambda issue, s: drafting.move_section(issue, section_id, step, session=s),
+        anchor=f"#section-{section_id}",
+    )  # fmt: skip
+
+
+@router.post("/issues/{number:int}/sections/{section_id:int}/delete")
+def delete_section(
+    request: Request, ctx: Ctx, identity: Editor, number: int, section_id: int
+) -> Response:
+    return change(
+        request, ctx, number,
+        lambda issue, s: drafting.remove_section(issue, section_id, session=s),
+        anchor="#sections",
+    )  # fmt: skip
+
+
+@router.post("/issues/{number:int}/items")
+def add_item(
+    request: Request, ctx: Ctx, identity: Editor, number: int, resource_id: Line = "",
+    section_id: Line = "",
+) -> Response:  # fmt: skip
+    """A library resource into a section (``editor.add_item``: once per issue)."""
+
+    def action(issue: Issue, session: Session) -> None:
+        if not section_id.isdigit():
+            raise ValidationError("add a section first, then choose it")
+        heading = drafting.find_section(issue, int(section_id)).heading
+        editor.add_item(issue, section=heading, resource=resource_id, session=session)
+
+    return change(request, ctx, number, action, anchor="#sections")
+
+
+@router.post("/issues/{number:int}/items/{item_id:int}")
+async def save_item(
+    request: Request, ctx: Ctx, identity: Editor, number: int, item_id: int
+) -> Response:
+    form = await request.form()
+    values = {k: str(form.get(k, ""))[:20_000] for k in drafting.ITEM_OVERRIDES if k in form}
+    return await run_in_threadpool(
+        change, request, ctx, number,
+        lambda issue, s: drafting.update_item(issue, item_id, values, session=s),
+        anchor=f"#item-{item_id}",
+    )  # fmt: skip
+
+
+@router.post("/issues/{number:int}/items/{item_id:int}/move")
+def move_item(
+    request: Request, ctx: Ctx, identity: Editor, number: int, item_id: int, direction: Line = ""
+) -> Response:
+    step = _step(direction)
+    return change(
+        request, ctx, number,
+        lambda issue, s: drafting.nudge_item(issue, item_id, step, session=s),
+        anchor=f"#item-{item_id}",
+    )  # fmt: skip
+
+
+@router.post("/issues/{number:int}/items/{item_id:int}/delete")
+def delete_item(
+    request: Request, ctx: Ctx, identity: Editor, number: int, item_id: int
+) -> Response:
+    return change(
+        request, ctx, number,
+        lambda issue, s: editor.remove_item(issue, item_id, session=s),
+        anchor="#sections",
+    )  # fmt: skip
+
+
+@router.post("/issues/{number:int}/test")
+def send_test(request: Request, ctx: Ctx, identity: Editor, number: int) -> Response:
+    """The whole issue, marked [TEST], to the signed-in user's own address only."""
+    try:
+        result = service.send_test(ctx.db, ctx.settings, number, identity.email,
+                                   messenger=ctx.messenger)  # fmt: skip
+    except NewsletterError as exc:
+        return show_editor(request, ctx, number, error=f"test not sent: {exc}", status_code=422)
+    if not result.by_outcome(Outcome.ACCEPTED):
+        detail = result.error or (result.results[0].detail if result.results else "no answer")
+        return show_editor(request, ctx, number, error=f"test not sent: {detail}",
+                           status_code=502)  # fmt: skip
+    if wants_fragment(request):
+        return show_editor(request, ctx, number, notice=f"A test was sent to {identity.email}.")
+    return RedirectResponse(f"/admin/issues/{number}?done=test-sent", status_code=303)

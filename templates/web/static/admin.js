@@ -1,0 +1,204 @@
+/* Newsletter admin: small progressive enhancements over plain forms (every page works without).
+ *
+ *  - form[data-confirm]   asks before submitting
+ *  - form[data-live]      in the issue editor: submits in the background, swaps in the server's
+ *                         new #live fragment, keeps focus, and reloads the preview frames
+ *  - form[data-autosave]  also submits (as above) a moment after typing stops
+ *  - input[data-picker]   search as you type (server-rendered results)
+ *  - [data-preview-tab]   switches the preview between 600 px and 375 px
+ *  - [data-progress-url]  polls a campaign's progress every second
+ */
+(function () {
+  "use strict";
+
+  var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+
+  function announce(text) {
+    var region = document.getElementById("live-status");
+    if (region) { region.textContent = ""; window.setTimeout(function () { region.textContent = text; }, 50); }
+  }
+
+  function debounce(fn, ms) {
+    var timer = null;
+    return function () {
+      var args = arguments;
+      window.clearTimeout(timer);
+      timer = window.setTimeout(function () { fn.apply(null, args); }, ms);
+    };
+  }
+
+  /* --- confirmations -------------------------------------------------------------------- */
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form.matches("form[data-confirm]") && !window.confirm(form.getAttribute("data-confirm"))) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+    }
+  }, true);
+
+  /* --- previews -------------------------------------------------------------------------- */
+  function refreshPreviews() {
+    document.querySelectorAll("iframe[data-preview]").forEach(function (frame) {
+      var base = frame.getAttribute("src").split("?")[0];
+      frame.setAttribute("src", base + "?v=" + Date.now());
+    });
+  }
+
+  function showPreview(which) {
+    document.querySelectorAll("[data-preview-tab]").forEach(function (button) {
+      button.setAttribute("aria-pressed", String(button.getAttribute("data-preview-tab") === which));
+    });
+    document.querySelectorAll("iframe[data-preview]").forEach(function (frame) {
+      frame.hidden = frame.getAttribute("data-preview") !== which;
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var tab = event.target.closest("[data-preview-tab]");
+    if (tab) { showPreview(tab.getAttribute("data-preview-tab")); }
+  });
+
+  /* --- the picker ------------------------------------------------------------------------ */
+  var picker = document.querySelector("input[data-picker]");
+  var pickerRequest = 0;
+
+  function runPicker() {
+    if (!picker) { return; }
+    var mine = ++pickerRequest;
+    var url = picker.getAttribute("data-picker") + "?q=" + encodeURIComponent(picker.value);
+    fetch(url, { credentials: "same-origin", headers: { "X-Admin-Fragment": "1" } })
+      .then(function (response) {
+        if (response.status === 401) { window.location.reload(); throw new Error("signed out"); }
+        return response.text();
+      })
+      .then(function (html) {
+        if (mine !== pickerRequest) { return; }  // a newer search already answered
+        document.getElementById("picker-results").innerHTML = html;
+        var count = document.querySelector("#picker-results [data-picker-count]");
+        if (count) { announce(count.textContent); }
+      });
+  }
+
+  if (picker) {
+    picker.addEventListener("input", debounce(runPicker, 250));
+    picker.form.addEventListener("submit", function (event) { event.preventDefault(); runPicker(); });
+  }
+
+  /* --- live forms ------------------------------------------------------------------------ */
+  function formBody(form, submitter) {
+    var body = new FormData(form);
+    if (submitter && submitter.name) { body.append(submitter.name, submitter.value); }
+    return body;
+  }
+
+  function restoreFocus(id) {
+    var target = id && document.getElementById(id);
+    if (target && !target.disabled) { target.focus(); return; }
+    var heading = document.getElementById("sections-h");
+    if (heading && id) { heading.setAttribute("tabindex", "-1"); heading.focus(); }
+  }
+
+  function sendLive(form, submitter, quiet) {
+    var live = document.getElementById("live");
+    var status = form.querySelector("[data-save-status]");
+    var focusId = quiet ? null : (submitter && submitter.id) || (document.activeElement && document.activeElement.id);
+    if (status) { status.textContent = "Saving…"; }
+    return fetch(form.action, {
+      method: "POST", body: formBody(form, submitter), credentials: "same-origin",
+      headers: { "X-CSRF-Token": csrf, "X-Admin-Fragment": "1" }
+    }).then(function (response) {
+      if ((response.headers.get("content-type") || "").indexOf("application/json") !== -1) {
+        return refused(response, status);  // not an answer from the editor: keep the page
+      }
+      return response.text().then(function (html) {
+        live.innerHTML = html;
+        document.querySelectorAll("main > .alert").forEach(function (old) { old.remove(); });
+        if (status) { status.textContent = response.ok ? "Saved" : "Not saved"; }
+        var alert = live.querySelector(".alert");
+        announce(alert ? alert.textContent.trim() : (response.ok ? "Saved" : "Not saved"));
+        if (!quiet) { restoreFocus(focusId); }
+        refreshPreviews();
+        runPicker();
+      });
+    }).catch(function () {
+      if (status) { status.textContent = "Not saved: the server did not answer"; }
+      announce("Not saved: the server did not answer");
+    });
+  }
+
+  function refused(response, status) {
+    if (response.status === 401) { window.location.reload(); return null; }  // to the login
+    return response.json().then(function (data) {
+      var message = "Not saved: " + (data.detail || response.statusText);
+      if (status) { status.textContent = message; }
+      var alert = document.createElement("div");
+      alert.className = "alert alert-error";
+      alert.setAttribute("role", "alert");
+      alert.textContent = message;
+      document.getElementById("live").prepend(alert);
+    });
+  }
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches("form[data-live]") || !document.getElementById("live")) { return; }
+    event.preventDefault();
+    sendLive(form, event.submitter, false);
+  });
+
+  document.querySelectorAll("form[data-autosave]").forEach(function (form) {
+    var save = debounce(function () { sendLive(form, null, true); }, 900);
+    form.addEventListener("input", function () {
+      var status = form.querySelector("[data-save-status]");
+      if (status) { status.textContent = "Editing…"; }
+      save();
+    });
+  });
+
+  /* --- campaign progress ----------------------------------------------------------------- */
+  var progress = document.querySelector("[data-progress-url]");
+  var ACTIVE = ["sending", "paused", "scheduled"];
+
+  function setText(selector, value) {
+    var node = progress.querySelector(selector);
+    if (node) { node.textContent = value; }
+  }
+
+  function withoutNotice() {
+    var url = new URL(window.location.href);
+    url.searchParams.delete("done");  // the notice was about the previous state
+    return url.toString();
+  }
+
+  function poll() {
+    fetch(progress.getAttribute("data-progress-url"), { credentials: "same-origin" })
+      .then(function (response) {
+        if (response.status === 401) { window.location.reload(); throw new Error("signed out"); }
+        return response.json();
+      })
+      .then(function (data) {
+        var bar = progress.querySelector("progress");
+        bar.max = data.total || 1;
+        bar.value = data.done;
+        bar.textContent = Number(data.percent).toFixed(1) + "%";
+        setText("[data-progress-done]", data.done);
+        setText("[data-progress-total]", data.total);
+        setText("[data-progress-percent]", Number(data.percent).toFixed(1));
+        document.querySelectorAll("[data-count]").forEach(function (cell) {
+          cell.textContent = data.counts[cell.getAttribute("data-count")] || 0;
+        });
+        setText("[data-progress-status]", data.status);
+        if (data.status !== progress.getAttribute("data-status")) {
+          announce("Campaign " + data.status);
+          window.location.replace(withoutNotice());  // new actions and final numbers
+          return;
+        }
+        window.setTimeout(poll, data.status === "sending" ? 1000 : 5000);
+      })
+      .catch(function () { window.setTimeout(poll, 5000); });
+  }
+
+  if (progress && ACTIVE.indexOf(progress.getAttribute("data-status")) !== -1) {
+    window.setTimeout(poll, 1000);
+  }
+}());
