@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/newsletter demo
 
-# OS packages the tests need: Chromium for browser tests and email screenshots.
+# OS packages the tests need: Chromium for browser tests and email screenshots, wrk for
+# the load test (tests/reliability/test_load.py, bench/load_subscribe.py).
 system-deps:
-	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-dejavu-core; }
+	@{ command -v chromium && command -v wrk; } >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-dejavu-core wrk; }
 
 # PostgreSQL is required for the tests; start the local cluster if it is down.
 postgres:

@@ -13,7 +13,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +29,8 @@ from pydantic_settings import (
 )
 
 from newsletter.errors import ConfigError
+from newsletter.errors import ValidationError as InputError
+from newsletter.message import check_header_value
 
 DEFAULT_SECRET = "dev-insecure-change-me"
 
@@ -87,6 +96,15 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 30.0
     # scheduling
     misfire_grace_seconds: int = 3600
+
+    @field_validator("from_email", "from_name", "reply_to", "organisation", "list_id")
+    @classmethod
+    def _one_line(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """These end up in email headers: no line break may smuggle in another header."""
+        try:
+            return None if value is None else check_header_value(str(info.field_name), value)
+        except InputError as exc:
+            raise ValueError(exc.message) from None
 
     @field_validator("database_url")
     @classmethod

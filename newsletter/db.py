@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.config import Settings
@@ -79,6 +79,29 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database is (momentarily) unreachable rather than a bug.
+
+    A killed or dropped connection, a server restarting, a deadlock or
+    serialisation failure: worth retrying later.  Integrity and data errors are not.
+    """
+    if not isinstance(exc, DBAPIError):
+        return False
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+
+
+@contextmanager
+def unavailable_as_error() -> Iterator[None]:
+    """Turn "the database went away" into ``DatabaseError`` (one clear line, retryable)."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if not is_unavailable(exc):
+            raise
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise DatabaseError(f"database unavailable: {reason}") from exc
 
 
 def _alembic_config(engine: Engine) -> Any:

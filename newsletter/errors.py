@@ -31,6 +31,11 @@ class DatabaseError(NewsletterError):
 class ImportFormatError(NewsletterError):
     """An input file is corrupt, of an unknown format, or lacks required data."""
 
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        # One line, whatever the quoted file content held (CSV cells and JSON keys can
+        # span lines): the CLI prints it as the single line after "error:".
+        super().__init__(" ".join(message.split()), where=where)
+
 
 class NotFoundError(NewsletterError):
     """A referenced object (resource, issue, subscriber, campaign) does not exist."""

@@ -101,6 +101,7 @@ class Template:
     @classmethod
     def compile(cls, rendered: RenderedEmail) -> Template:
         for name, value in rendered.headers.items():
+            check_header_value("header name", name)
             check_header_value(name, value)
         check_header_value("subject", rendered.subject)
         return cls(

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from newsletter.errors import ValidationError
+from newsletter.message import check_header_value
 from newsletter.models.issues import IssueStatus
 from newsletter.render.markup import bad_urls, url_problem
 
@@ -178,6 +179,8 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise self.fail(f"{key} must be text", key)
         text = str(value)
+        if "\x00" in text:  # no database can store it, no reader wants it
+            raise self.fail(f"{key} contains a NUL character", key)
         return text.strip("\n") if "\n" in text else text.strip()
 
     def child(self, key: str, what: str) -> _Reader | None:
@@ -344,6 +347,10 @@ def check_source(source: IssueSource) -> None:
     """Subject, Markdown links and images, item URLs, duplicate references."""
     if not source.subject.strip():
         raise ValidationError("missing subject", where=source.where("subject"))
+    try:
+        check_header_value("subject", source.subject)  # it becomes the Subject: header
+    except ValidationError as exc:
+        raise ValidationError(exc.message, where=source.where("subject")) from None
     _check_markdown(source.intro, source.where("intro"))
     seen: dict[str, str] = {}
     for _section, item in source.walk():

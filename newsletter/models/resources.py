@@ -47,9 +47,17 @@ class Resource(Base):
         return [row.topic for row in self.topic_rows]
 
     def set_topics(self, topics: list[str]) -> None:
-        """Replace the topics, keeping order and dropping repeats."""
+        """Replace the topics, keeping order and dropping repeats; unchanged rows are kept.
+
+        Kept, not re-created: a new row for a topic the resource already has would be
+        inserted before the old one is deleted and break the (resource, topic) key.
+        """
         unique = list(dict.fromkeys(t.strip() for t in topics if t.strip()))
-        self.topic_rows = [ResourceTopic(topic=t, position=i) for i, t in enumerate(unique)]
+        existing = {row.topic: row for row in self.topic_rows}
+        rows = [existing.get(t) or ResourceTopic(topic=t) for t in unique]
+        for position, row in enumerate(rows):
+            row.position = position
+        self.topic_rows = rows
 
 
 class ResourceTopic(Base):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import calendar
 import csv
+import functools
 import html
 import io
 import json
@@ -23,14 +24,25 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 from xml.parsers import expat
 
 import feedparser
 
 from newsletter.errors import ImportFormatError
-from newsletter.resources.classify import RESOURCE_TYPES, normalise_type
-from newsletter.resources.records import ImportWarning, ParseResult, ResourceRecord
+from newsletter.resources.classify import (
+    RESOURCE_TYPES,
+    normalise_title,
+    normalise_type,
+    normalise_url,
+)
+from newsletter.resources.records import (
+    MAX_LENGTHS,
+    TOPIC_MAX_LENGTH,
+    ImportWarning,
+    ParseResult,
+    ResourceRecord,
+)
 
 __all__ = [
     "detect_format",
@@ -55,6 +67,57 @@ _EXTENSIONS = {
     ".md": "text",
     ".markdown": "text",
 }
+
+P = ParamSpec("P")
+
+# =========================================================================== storable records
+
+
+def _check_text(field: str, text: str, where: str) -> None:
+    if "\x00" in text:
+        raise ImportFormatError(f"{field} contains a NUL character", where=where)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a JSON "\ud800" escape
+        raise ImportFormatError(f"{field} is not valid Unicode text", where=where) from None
+
+
+def check_storable(record: ResourceRecord) -> None:
+    """Refuse what the library could not store: NUL, lone surrogates, over-long fields.
+
+    Without this a database error would abort the import mid-way with a
+    traceback instead of one line naming the file and record.
+    """
+    where = record.origin
+    for key in ("title", "summary", *MAX_LENGTHS):
+        value = getattr(record, key, None)
+        if isinstance(value, str):
+            _check_text(key, value, where)
+    for topic in record.topics:
+        _check_text("topic", topic, where)
+        if len(topic) > TOPIC_MAX_LENGTH:
+            message = f"topic is longer than {TOPIC_MAX_LENGTH} characters"
+            raise ImportFormatError(message, where=where)
+    # The dedupe keys are stored too, and normalising can lengthen text (NFKC: "ﷺ").
+    keys = {"title": normalise_title(record.title), "url": normalise_url(record.url or "")}
+    for key, limit in MAX_LENGTHS.items():
+        value = getattr(record, key) or ""
+        if max(len(value), len(keys.get(key, ""))) > limit:
+            raise ImportFormatError(f"{key} is longer than {limit} characters", where=where)
+
+
+def _storable(parse: Callable[P, ParseResult]) -> Callable[P, ParseResult]:
+    """A parser whose every record passes ``check_storable`` (all-or-nothing still holds)."""
+
+    @functools.wraps(parse)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> ParseResult:
+        result = parse(*args, **kwargs)
+        for record in result.records:
+            check_storable(record)
+        return result
+
+    return checked
+
 
 # =========================================================================== entry points
 
@@ -400,6 +463,7 @@ def _csv_rows(text: str, name: str) -> Iterator[tuple[int, list[str]]]:
         raise ImportFormatError(f"malformed CSV: {exc}", where=_at(name, reader.line_num)) from None
 
 
+@_storable
 def parse_csv(text: str, *, name: str) -> ParseResult:
     """Header-mapped CSV: column names are case-insensitive and have aliases (link → url, ...)."""
     rows = _csv_rows(_prepare(text, name), name)
@@ -409,7 +473,7 @@ def parse_csv(text: str, *, name: str) -> ParseResult:
     header_line, header = first
     columns, unknown = _map_fields(header, _at(name, header_line))
     if "title" not in columns:
-        found = ", ".join(h.strip() for h in header)
+        found = _excerpt(", ".join(h.strip() for h in header), 200)
         raise ImportFormatError(f"CSV has no 'title' column (found: {found})", where=name)
     warnings = _unknown_warning(unknown, "column", _at(name, header_line))
     records = [_csv_record(row, columns, _at(name, line), warnings) for line, row in rows]
@@ -439,6 +503,7 @@ def _unknown_warning(unknown: list[str], what: str, where: str) -> list[ImportWa
     return [ImportWarning(where, f"ignored unknown {what}(s): {', '.join(unknown)}")]
 
 
+@_storable
 def parse_json(text: str, *, name: str) -> ParseResult:
     """A list of objects, or ``{"resources": [...]}``; keys use the same aliases as CSV columns."""
     text = _prepare(text, name)
@@ -638,6 +703,7 @@ def _feed_kind(scan: _FeedScan, name: str) -> str:
     raise ImportFormatError(f"XML root element <{local}> is not an RSS or Atom feed", where=name)
 
 
+@_storable
 def parse_feed(text: str, *, name: str) -> ParseResult:
     """RSS 2.0/1.0 or Atom via feedparser, after our own strict well-formedness check."""
     text = _prepare(text, name)
@@ -1030,6 +1096,7 @@ def _parse_single_page(block: list[tuple[int, str]], name: str) -> ParseResult |
     return ParseResult([record], warnings)
 
 
+@_storable
 def parse_text(text: str, *, name: str) -> ParseResult:
     """Plain-text page copied from a website: a listing, an issue, or a single resource page."""
     blocks = _blocks(_page_lines(_prepare(text, name)))

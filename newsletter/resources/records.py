@@ -10,6 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+# The longest value the library can store per text field (the column sizes in
+# ``models/resources.py``); importers refuse longer ones with a clear error.
+MAX_LENGTHS = {
+    "title": 500,
+    "url": 2000,
+    "source": 300,
+    "authors": 500,
+    "image_url": 2000,
+    "image_alt": 500,
+    "image_credit": 500,
+    "call_to_action": 300,
+}
+TOPIC_MAX_LENGTH = 100
+
 
 @dataclass(frozen=True, slots=True)
 class ResourceRecord:

@@ -32,6 +32,7 @@ from newsletter.sending.segments import check_universe
 from newsletter.sending.sqlstore import count_by_status
 
 STARTABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.MISSED)
+NOT_RETRYABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.CANCELLED)
 
 
 class IssueChecks(Protocol):
@@ -93,9 +94,13 @@ def start_campaign(
     campaign = get_campaign(campaign_id, session=session)
     if campaign.status not in STARTABLE:
         return False
-    checks.preflight(campaign.issue_id)
-    universe = check_universe(checks.topic_universe(campaign.issue_id))
-    session.rollback()  # make the gate UPDATE the first statement of the write transaction
+    issue_id = campaign.issue_id
+    # Release this session's connection before the checks open their own: holding one
+    # while waiting for another deadlocks the pool under many concurrent starts.  It
+    # also makes the gate UPDATE the first statement of the write transaction.
+    session.rollback()
+    checks.preflight(issue_id)
+    universe = check_universe(checks.topic_universe(issue_id))
     won = session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id, Campaign.status.in_(STARTABLE))
@@ -109,8 +114,15 @@ def start_campaign(
     if not getattr(won, "rowcount", 0):
         return False
     topics = session.scalar(select(Campaign.topics).where(Campaign.id == campaign_id)) or []
-    total = insert_audience(campaign_id, session=session, universe=universe, topics=topics, now=now)
-    assign_batches(campaign_id, session=session, size=batch_size)
+    total = insert_audience(
+        campaign_id,
+        session=session,
+        universe=universe,
+        topics=topics,
+        now=now,
+        batch_size=batch_size,
+    )
+    assign_batches(campaign_id, session=session, size=batch_size)  # rows left unbatched: none
     session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id)
@@ -211,6 +223,16 @@ def retry_failed(
         raise StateError(f"campaign #{campaign_id} has not started")
     states = [DeliveryStatus.FAILED, *([DeliveryStatus.UNKNOWN] if include_unknown else [])]
     session.rollback()
+    # Lock the campaign row first: a concurrent cancel either committed already (and a
+    # cancelled campaign is never revived) or waits until this retry has committed.
+    retryable = session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status.not_in(NOT_RETRYABLE))
+        .values(updated_at=now)
+    )
+    if not getattr(retryable, "rowcount", 0):
+        current = get_campaign(campaign_id, session=session).status
+        raise StateError(f"cannot retry campaign #{campaign_id}: it is {current}")
     requeued = session.execute(
         update(Delivery)
         .where(Delivery.campaign_id == campaign_id, Delivery.status.in_(states))

@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import ParamSpec, TypeVar
 
-from newsletter.errors import NewsletterError
+from newsletter.errors import DatabaseError, NewsletterError, ValidationError
 from newsletter.models.sending import CampaignStatus
 from newsletter.sending.store import Store
 from newsletter.sending.types import ClaimedBatch, Submission
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 Preparer = Callable[[ClaimedBatch], MessageBatch]
 Hook = Callable[[str, ClaimedBatch], None]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def system_now() -> datetime:
@@ -42,6 +45,15 @@ class Policy:
     max_consecutive_failures: int = 5
     rate_per_second: float | None = None
     idle_poll_seconds: float = 1.0
+    # The database went away (restart, failover, killed connections): retry each store
+    # call this many times with capped jittered backoff (about 2.5 minutes in all).
+    db_retry_attempts: int = 10
+    db_retry_base: float = 0.5
+    db_retry_cap: float = 30.0
+
+    def db_backoff(self, attempt: int, rng: random.Random) -> float:
+        ceiling = min(self.db_retry_cap, self.db_retry_base * 2.0 ** (attempt - 1))
+        return ceiling * (0.5 + rng.random() / 2)
 
     def settle(
         self, result: BatchResult, attempts: int, now: datetime, rng: random.Random
@@ -85,6 +97,7 @@ class WorkerStats:
     requeued: int = 0
     unknown: int = 0
     skipped: int = 0
+    db_retries: int = 0
     paused: list[str] = field(default_factory=list)
 
 
@@ -107,19 +120,19 @@ class Worker:
 
     def run(self, stop: threading.Event, *, until: Callable[[], bool] | None = None) -> WorkerStats:
         """Work until ``stop`` is set (SIGTERM) or ``until()`` holds; a batch in hand finishes."""
-        self.store.recover(now=self.clock())
+        self._db(self.store.recover, now=self.clock())
         while not stop.is_set():
             if self.step():
                 continue
-            self.store.finish_campaigns(now=self.clock())
-            if until is not None and until():
+            self._db(self.store.finish_campaigns, now=self.clock())
+            if until is not None and self._db(until):
                 break
             self.sleep(self.policy.idle_poll_seconds)
         return self.stats
 
     def step(self) -> bool:
         """Claim and process one batch; False if nothing was due."""
-        batch = self.store.claim(now=self.clock())
+        batch = self._db(self.store.claim, now=self.clock())
         if batch is None:
             return False
         self._fire("claimed", batch)
@@ -129,9 +142,30 @@ class Worker:
         except BaseException:
             # A bug or an interrupt before submission: hand the batch back unsent.
             if not self._submitted:
-                self.store.release(batch.id, not_before=None)
+                self._db(self.store.release, batch.id, not_before=None)
             raise
         return True
+
+    def _db(self, call: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """A store call, retried with backoff while the database is unavailable.
+
+        Every store call is safe to repeat: state changes are conditional UPDATEs
+        and outcomes only ever settle rows still queued.  After the last attempt
+        the ``DatabaseError`` propagates and the worker stops; a batch it was
+        submitting is then recovered as unknown, never resent.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return call(*args, **kwargs)
+            except DatabaseError as exc:
+                if attempt >= self.policy.db_retry_attempts:
+                    raise
+                delay = self.policy.db_backoff(attempt, self.rng)
+                self.stats.db_retries += 1
+                log.warning("%s; retrying in %.1fs (attempt %d)", exc, delay, attempt)
+                self.sleep(delay)
 
     # --- one batch --------------------------------------------------------------
 
@@ -139,9 +173,12 @@ class Worker:
 
     def process(self, batch: ClaimedBatch) -> None:
         self._submitted = False
-        status = self.store.campaign_status(batch.campaign_id)
+        status = batch.campaign_status
+        if status is None or self.hook is not None:
+            # The claim read it in the same statement; read again only if a hook ran since.
+            status = self._db(self.store.campaign_status, batch.campaign_id)
         if status != CampaignStatus.SENDING:
-            self.store.release(batch.id, not_before=None)
+            self._db(self.store.release, batch.id, not_before=None)
             return
         if not batch.recipients:
             self._settle(batch, BatchResult(()))
@@ -149,11 +186,11 @@ class Worker:
         try:
             message_batch = self.prepare(batch)
         except NewsletterError as exc:
-            self.store.release(batch.id, not_before=None)
+            self._db(self.store.release, batch.id, not_before=None)
             self._pause(batch.campaign_id, f"cannot prepare batch {batch.id}: {exc}")
             return
         self.throttle.wait(len(batch.recipients))
-        if not self.store.mark_submitting(batch.id, now=self.clock()):
+        if not self._db(self.store.mark_submitting, batch.id, now=self.clock()):
             log.warning("batch %s was taken from this worker; not sending it", batch.id)
             return
         self._submitted = True
@@ -163,9 +200,19 @@ class Worker:
         self._settle(batch, result)
 
     def _send(self, message_batch: MessageBatch) -> BatchResult:
-        """A messenger returns outcomes; if one raises anyway, the batch may have left: unknown."""
+        """A messenger returns outcomes; if one raises anyway, the batch may have left: unknown.
+
+        Except ``ValidationError``: messengers raise it for a batch-wide value they
+        refuse before sending anything, so the batch stays queued (and the campaign
+        pauses with the reason).
+        """
         try:
             return self.messenger.send(message_batch)
+        except ValidationError as exc:
+            # A batch-wide value (sender, subject) refused before anything was sent: keep
+            # the recipients queued and pause until an admin fixes it.
+            detail = f"not sent: {exc}"
+            return uniform(message_batch, Outcome.TEMPORARY, detail, error=f"cannot send: {exc}")
         except Exception as exc:
             log.exception("messenger %s raised", self.messenger.name)
             detail = f"{type(exc).__name__}: {exc}"
@@ -174,14 +221,20 @@ class Worker:
     def _settle(self, batch: ClaimedBatch, result: BatchResult) -> None:
         now = self.clock()
         submission = self.policy.settle(result, batch.attempts, now, self.rng)
-        recorded = self.store.record(batch, submission, now=now)
+        accepted = sum(1 for r in result.results if r.outcome is Outcome.ACCEPTED)
+        failed = bool(result.results) and accepted == 0 and result.retry_after is None
+        # Nothing can pause the campaign after this batch, so the store may record it, note
+        # the outcome and finish campaigns in one go; otherwise it finishes after the pause.
+        quiet = not failed and not result.error
+        recorded = self._db(
+            self.store.record, batch, submission, now=now, failed=failed, finish=quiet
+        )
         self.stats.batches += 1
         self.stats.accepted += recorded.accepted
         self.stats.failed += recorded.failed
         self.stats.requeued += recorded.requeued
         self.stats.unknown += recorded.unknown
-        failed = bool(result.results) and recorded.accepted == 0 and result.retry_after is None
-        run = self.store.note_outcome(batch.campaign_id, failed=failed)
+        run = recorded.failure_run
         if result.error:
             self._pause(batch.campaign_id, result.error)
         elif failed and run >= self.policy.max_consecutive_failures:
@@ -190,12 +243,13 @@ class Worker:
                 batch.campaign_id,
                 f"paused after {run} consecutive failed batches; last error: {last}",
             )
-        self.store.finish_campaigns(now=now)
+        if not quiet:
+            self._db(self.store.finish_campaigns, now=now)
 
     def _pause(self, campaign_id: int, reason: str) -> None:
         log.error("pausing campaign %s: %s", campaign_id, reason)
         self.stats.paused.append(reason)
-        self.store.pause(campaign_id, reason)
+        self._db(self.store.pause, campaign_id, reason)
 
     def _fire(self, stage: str, batch: ClaimedBatch) -> None:
         if self.hook is not None:

@@ -1,4 +1,4 @@
-"""Audience freeze and batch assignment, set-based so a million recipients take three statements.
+"""Audience freeze and batch assignment, set-based so a million recipients take a few statements.
 
 Runs inside the caller's transaction: a crash mid-freeze rolls back to a
 campaign that was never started, so starting it again is safe.
@@ -66,6 +66,40 @@ def _filter_sql(topics: Sequence[str], params: dict[str, Any]) -> str:
     )
 
 
+def _audience_sql(universe: Sequence[str], topics: Sequence[str], params: dict[str, Any]) -> str:
+    """Eligible subscribers with their segment (a bitmask over ``universe``)."""
+    return f"""
+        SELECT s.id AS sid, s.email_hash AS eh,
+               CAST({_mask_sql(universe, params)} AS VARCHAR(40)) AS seg
+        FROM subscribers s
+        WHERE s.status = 'confirmed'
+          AND (s.paused_until IS NULL OR s.paused_until <= :now)
+          AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email_hash = s.email_hash)
+          {_filter_sql(topics, params)}
+    """
+
+
+# The audience numbered within each segment, exactly as ``NUMBERED`` numbers ledger rows.
+_CHUNKED = """
+    SELECT sid, eh, seg,
+           (row_number() OVER (PARTITION BY seg ORDER BY sid) - 1) / CAST(:size AS INTEGER) AS chunk
+    FROM ({audience}) AS a
+"""
+_NEW_BATCHES = """
+    INSERT INTO send_batches (campaign_id, seq, segment, chunk, status, size, attempts)
+    SELECT :cid, CAST(:offset AS INTEGER) + row_number() OVER (ORDER BY seg, chunk),
+           seg, chunk, 'pending', count(*), 0
+    FROM {numbered} GROUP BY seg, chunk
+"""
+_NEW_ROWS = """
+    INSERT INTO deliveries (campaign_id, subscriber_id, email_hash, segment, status, attempts,
+                            opens, clicks, batch_id)
+    SELECT :cid, n.sid, n.eh, n.seg, 'queued', 0, 0, 0, b.id
+    FROM {numbered} n JOIN {batches} b ON b.segment = n.seg AND b.chunk = n.chunk {where}
+    ORDER BY n.sid
+"""
+
+
 def insert_audience(
     campaign_id: int,
     *,
@@ -73,34 +107,68 @@ def insert_audience(
     universe: Sequence[str],
     topics: Sequence[str],
     now: datetime,
+    batch_size: int | None = None,
 ) -> int:
-    """Write one queued ledger row per eligible subscriber; returns how many."""
-    params: dict[str, Any] = {"cid": campaign_id, "now": now}
-    sql = f"""
-        INSERT INTO deliveries
-            (campaign_id, subscriber_id, email_hash, segment, status, attempts, opens, clicks)
-        SELECT :cid, s.id, s.email_hash, CAST({_mask_sql(universe, params)} AS VARCHAR(40)),
-               'queued', 0, 0, 0
-        FROM subscribers s
-        WHERE s.status = 'confirmed'
-          AND (s.paused_until IS NULL OR s.paused_until <= :now)
-          AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email_hash = s.email_hash)
-          {_filter_sql(topics, params)}
-        ORDER BY s.id
+    """Write one queued ledger row per eligible subscriber; returns how many.
+
+    With ``batch_size`` the rows are written already grouped into batches (the
+    grouping ``assign_batches`` would make), so a million rows are written once
+    instead of inserted and then updated: on PostgreSQL in one statement.
     """
-    statement = text(sql).bindparams(bindparam("now", type_=UTCDateTime))
-    result: Any = session.execute(statement, params)
+    params: dict[str, Any] = {"cid": campaign_id, "now": now}
+    audience = _audience_sql(universe, topics, params)
+    if batch_size is None:
+        sql = f"""
+            INSERT INTO deliveries
+                (campaign_id, subscriber_id, email_hash, segment, status, attempts, opens, clicks)
+            SELECT :cid, a.sid, a.eh, a.seg, 'queued', 0, 0, 0
+            FROM ({audience}) AS a
+            ORDER BY a.sid
+        """
+        statement = text(sql).bindparams(bindparam("now", type_=UTCDateTime))
+        result: Any = session.execute(statement, params)
+        return int(result.rowcount or 0)
+    params.update(size=batch_size, offset=_last_seq(session, campaign_id))
+    chunked = _CHUNKED.format(audience=audience)
+    if session.get_bind().dialect.name == "postgresql":
+        batches = _NEW_BATCHES.format(numbered="numbered") + " RETURNING id, segment, chunk"
+        sql = (
+            f"WITH numbered AS MATERIALIZED ({chunked}), batches AS ({batches}) "
+            + _NEW_ROWS.format(numbered="numbered", batches="batches", where="")
+        )
+        statement = text(sql).bindparams(bindparam("now", type_=UTCDateTime))
+        result = session.execute(statement, params)
+        return int(result.rowcount or 0)
+    # SQLite: no INSERT inside WITH, so the audience is numbered twice in one transaction.
+    numbered = f"({chunked}) AS n0"
+    session.execute(
+        text(_NEW_BATCHES.format(numbered=numbered)).bindparams(
+            bindparam("now", type_=UTCDateTime)
+        ),
+        params,
+    )
+    rows = _NEW_ROWS.format(
+        numbered=f"({chunked})",
+        batches="send_batches",
+        where="AND b.campaign_id = :cid AND b.seq > :offset",
+    )
+    statement = text(rows).bindparams(bindparam("now", type_=UTCDateTime))
+    result = session.execute(statement, params)
     return int(result.rowcount or 0)
 
 
-def assign_batches(campaign_id: int, *, session: Session, size: int) -> int:
-    """Group unbatched queued rows into batches of ``size`` within one segment each."""
+def _last_seq(session: Session, campaign_id: int) -> int:
     offset = session.scalar(
         select(func.coalesce(func.max(SendBatch.seq), 0)).where(
             SendBatch.campaign_id == campaign_id
         )
     )
-    params = {"cid": campaign_id, "size": size, "offset": int(offset or 0)}
+    return int(offset or 0)
+
+
+def assign_batches(campaign_id: int, *, session: Session, size: int) -> int:
+    """Group unbatched queued rows into batches of ``size`` within one segment each."""
+    params = {"cid": campaign_id, "size": size, "offset": _last_seq(session, campaign_id)}
     created: Any = session.execute(text(INSERT_BATCHES), params)
     session.execute(text(ASSIGN_BATCHES), params)
     return int(created.rowcount or 0)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from newsletter.config import Settings
-from newsletter.db import Database
+from newsletter.db import Database, unavailable_as_error
 from newsletter.message import Template
 from newsletter.models.sending import CampaignStatus
 from newsletter.sending import campaigns
@@ -75,7 +75,7 @@ def campaign_finished(db: Database, campaign_id: int) -> Callable[[], bool]:
     """A ``Worker.run(until=...)`` predicate: the campaign left the sending state."""
 
     def done() -> bool:
-        with db.session() as session:
+        with unavailable_as_error(), db.session() as session:
             status = campaigns.get_campaign(campaign_id, session=session).status
         return status != CampaignStatus.SENDING
 

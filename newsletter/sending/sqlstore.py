@@ -11,18 +11,20 @@ database, and every in-flight batch it finds at start-up is therefore dead.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, ParamSpec, TypeVar, cast
 
 from sqlalchemy import Connection, Table, and_, bindparam, exists, func, or_, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Row, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from newsletter.db import Database
+from newsletter.db import Database, is_unavailable, unavailable_as_error
 from newsletter.errors import DatabaseError
 from newsletter.models.sending import (
     BatchStatus,
@@ -33,6 +35,7 @@ from newsletter.models.sending import (
     SendBatch,
 )
 from newsletter.models.subscribers import Subscriber, Suppression
+from newsletter.sending import pgsql
 from newsletter.sending.segments import decode_segment
 from newsletter.sending.types import Addressee, ClaimedBatch, Recorded, Recovery, Submission
 from newsletter.transports.base import Outcome, RecipientResult
@@ -40,6 +43,19 @@ from newsletter.transports.base import Outcome, RecipientResult
 LOCK_CLASS = 7301  # advisory-lock namespace for send batches (mixed with the schema name)
 IN_FLIGHT = (BatchStatus.CLAIMED, BatchStatus.SUBMITTING)
 DELIVERIES = cast(Table, Delivery.__table__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _mapped(method: Callable[P, R]) -> Callable[P, R]:
+    """A store call whose lost connection surfaces as ``DatabaseError`` (the engine retries)."""
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        with unavailable_as_error():
+            return method(*args, **kwargs)
+
+    return call
 
 
 class SqlStore:
@@ -48,48 +64,91 @@ class SqlStore:
     def __init__(self, db: Database, *, worker_id: str) -> None:
         self.db = db
         self.worker_id = worker_id
+        self._postgres = db.dialect == "postgresql"
         self._lock_conn: Connection | None = None
         self._lock_file: IO[str] | None = None
         self._lock_class = LOCK_CLASS
-        if db.dialect == "postgresql":
-            self._lock_conn = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self._held: set[int] = set()  # batches whose advisory lock this worker holds
+        if self._postgres:
+            self._lock_conn = self._connect_locks()
             self._lock_class = _lock_class(self._lock_conn)
         else:
             self._lock_file = _sqlite_worker_lock(db)
 
     # --- liveness -------------------------------------------------------------
 
-    def _try_lock(self, batch_id: int) -> bool:
+    def _connect_locks(self) -> Connection:
+        return self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def _locks(self) -> Connection:
+        """The lock connection, reopened (re-taking its locks) if the database dropped it."""
         if self._lock_conn is None:
+            conn = self._connect_locks()
+            try:
+                for batch_id in list(self._held):
+                    if not conn.execute(
+                        text("SELECT pg_try_advisory_lock(:c, :b)"),
+                        {"c": self._lock_class, "b": batch_id},
+                    ).scalar():
+                        self._held.discard(batch_id)  # another worker recovered it meanwhile
+            except BaseException:
+                conn.invalidate()
+                conn.close()
+                raise
+            self._lock_conn = conn
+        return self._lock_conn
+
+    def _drop_locks(self) -> None:
+        conn, self._lock_conn = self._lock_conn, None
+        if conn is not None:
+            # Really close the server session (not back to the pool): its locks must go with it.
+            conn.invalidate()
+            conn.close()
+
+    def _lock_call(self, function: str, batch_id: int) -> bool:
+        try:
+            return bool(
+                self._locks()
+                .execute(text(f"SELECT {function}(:c, :b)"), {"c": self._lock_class, "b": batch_id})
+                .scalar()
+            )
+        except DBAPIError as exc:
+            if is_unavailable(exc):
+                self._drop_locks()  # its locks died with it; the next call reconnects
+            raise
+
+    def _try_lock(self, batch_id: int) -> bool:
+        if not self._postgres:
             return True
-        got = self._lock_conn.execute(
-            text("SELECT pg_try_advisory_lock(:c, :b)"), {"c": self._lock_class, "b": batch_id}
-        ).scalar()
-        return bool(got)
+        got = self._lock_call("pg_try_advisory_lock", batch_id)
+        if got:
+            self._held.add(batch_id)
+        return got
 
     def _unlock(self, batch_id: int) -> None:
-        if self._lock_conn is not None:
-            self._lock_conn.execute(
-                text("SELECT pg_advisory_unlock(:c, :b)"), {"c": self._lock_class, "b": batch_id}
-            )
+        if not self._postgres:
+            return
+        self._held.discard(batch_id)
+        try:
+            self._lock_call("pg_advisory_unlock", batch_id)
+        except DBAPIError as exc:
+            if not is_unavailable(exc):
+                raise  # a lost connection took the lock with it: nothing left to release
 
     def close(self) -> None:
-        if self._lock_conn is not None:
-            # Really close the server session (not back to the pool): its locks must go with it.
-            self._lock_conn.invalidate()
-            self._lock_conn.close()
-            self._lock_conn = None
+        self._drop_locks()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
 
     # --- recovery -------------------------------------------------------------
 
+    @_mapped
     def recover(self, *, now: datetime) -> Recovery:
         recovery = Recovery()
         with self.db.session() as session:
             query = select(SendBatch.id, SendBatch.status).where(SendBatch.status.in_(IN_FLIGHT))
-            if self._lock_conn is not None:
+            if self._postgres:
                 query = query.with_for_update(skip_locked=True)
             for batch_id, status in session.execute(query).all():
                 if not self._try_lock(batch_id):
@@ -127,23 +186,33 @@ class SqlStore:
 
     # --- claiming -------------------------------------------------------------
 
+    @_mapped
     def claim(self, *, now: datetime) -> ClaimedBatch | None:
-        with self.db.session() as session:
-            row = session.execute(self._claim_query(now)).first()
-            if row is None:
-                return None
-            batch_id, campaign_id, segment, attempts, issue_id, segment_topics = row
-            if not self._try_lock(batch_id):
-                return None
-            _set_batch(
-                session,
-                batch_id,
-                status=BatchStatus.CLAIMED,
-                claimed_by=self.worker_id,
-                claimed_at=now,
-                attempts=attempts + 1,
-            )
-            recipients, skipped = self._eligible(session, batch_id, now)
+        if self._postgres:
+            return self._claim_postgres(now)
+        locked: int | None = None
+        try:
+            with self.db.session() as session:
+                row = session.execute(self._claim_query(now)).first()
+                if row is None:
+                    return None
+                batch_id, campaign_id, segment, attempts, issue_id, segment_topics = row
+                if not self._try_lock(batch_id):
+                    return None
+                locked = batch_id
+                _set_batch(
+                    session,
+                    batch_id,
+                    status=BatchStatus.CLAIMED,
+                    claimed_by=self.worker_id,
+                    claimed_at=now,
+                    attempts=attempts + 1,
+                )
+                recipients, skipped = self._eligible(session, batch_id, now)
+        except BaseException:
+            if locked is not None:
+                self._unlock(locked)  # the claim did not happen: do not keep its lock
+            raise
         return ClaimedBatch(
             id=batch_id,
             campaign_id=campaign_id,
@@ -152,7 +221,31 @@ class SqlStore:
             attempts=attempts + 1,
             recipients=tuple(recipients),
             skipped=skipped,
+            campaign_status=CampaignStatus.SENDING,  # the claim query required it
         )
+
+    def _on_locks(
+        self, statement: Any, params: dict[str, Any] | None = None
+    ) -> tuple[list[Row[Any]], int]:
+        """One statement on the autocommit lock connection (PostgreSQL): its rows and rowcount."""
+        try:
+            result = self._locks().execute(statement, params or {})
+            rows = list(result.all()) if result.returns_rows else []
+            return rows, _rowcount(result)
+        except DBAPIError as exc:
+            if is_unavailable(exc):
+                self._drop_locks()  # its locks died with it; the next call reconnects
+            raise
+
+    def _claim_postgres(self, now: datetime) -> ClaimedBatch | None:
+        """Pick, lock, claim and load a batch in one statement (``pgsql.CLAIM``)."""
+        rows, _ = self._on_locks(
+            pgsql.CLAIM, pgsql.claim_params(self._lock_class, self.worker_id, now)
+        )
+        batch = pgsql.claimed_batch(rows)
+        if batch is not None:
+            self._held.add(batch.id)
+        return batch
 
     def _claim_query(self, now: datetime) -> Any:
         query = (
@@ -173,7 +266,7 @@ class SqlStore:
             .order_by(SendBatch.not_before.is_not(None), SendBatch.campaign_id, SendBatch.seq)
             .limit(1)
         )
-        if self._lock_conn is not None:
+        if self._postgres:
             query = query.with_for_update(of=SendBatch, skip_locked=True)
         return query
 
@@ -216,19 +309,26 @@ class SqlStore:
             )
         return keep, len(skip)
 
+    @_mapped
     def mark_submitting(self, batch_id: int, *, now: datetime) -> bool:
-        with self.db.session() as session:
-            result = session.execute(
-                update(SendBatch)
-                .where(
-                    SendBatch.id == batch_id,
-                    SendBatch.status == BatchStatus.CLAIMED,
-                    SendBatch.claimed_by == self.worker_id,
-                )
-                .values(status=BatchStatus.SUBMITTING, submitted_at=now)
+        # SUBMITTING by this very worker too: a retry after a commit whose answer was lost
+        # with the connection.  The provider has not been called yet either way.
+        statement = (
+            update(SendBatch)
+            .where(
+                SendBatch.id == batch_id,
+                SendBatch.status.in_((BatchStatus.CLAIMED, BatchStatus.SUBMITTING)),
+                SendBatch.claimed_by == self.worker_id,
             )
+            .values(status=BatchStatus.SUBMITTING, submitted_at=now)
+        )
+        if self._postgres:  # autocommit: committed when it returns, as below
+            return self._on_locks(statement)[1] == 1
+        with self.db.session() as session:
+            result = session.execute(statement)
             return _rowcount(result) == 1
 
+    @_mapped
     def release(self, batch_id: int, *, not_before: datetime | None) -> None:
         with self.db.session() as session:
             _set_batch(
@@ -242,27 +342,65 @@ class SqlStore:
 
     # --- recording ------------------------------------------------------------
 
-    def record(self, batch: ClaimedBatch, submission: Submission, *, now: datetime) -> Recorded:
+    @_mapped
+    def record(
+        self,
+        batch: ClaimedBatch,
+        submission: Submission,
+        *,
+        now: datetime,
+        failed: bool | None = None,
+        finish: bool = False,
+    ) -> Recorded:
         groups = _group(submission.result.results)
         temporary = groups.get(Outcome.TEMPORARY, [])
-        failed = groups.get(Outcome.PERMANENT, [])
+        failures = groups.get(Outcome.PERMANENT, [])
         if submission.give_up:
-            failed, temporary = failed + temporary, []
-        with self.db.session() as session:
-            self._apply(session, groups.get(Outcome.ACCEPTED, []), DeliveryStatus.ACCEPTED, now)
-            self._apply(session, failed, DeliveryStatus.FAILED, now)
-            self._apply(session, groups.get(Outcome.UNKNOWN, []), DeliveryStatus.UNKNOWN, now)
-            if temporary:
-                self._bump_attempts(session, temporary, now)
-            done = not temporary
-            _set_batch(session, batch.id, **self._batch_outcome(submission, done, now))
-        self._unlock(batch.id)
+            failures, temporary = failures + temporary, []
+        accepted = groups.get(Outcome.ACCEPTED, [])
+        unknown = groups.get(Outcome.UNKNOWN, [])
+        done = not temporary
+        outcome = self._batch_outcome(submission, done, now)
+        run = 0
+        if self._postgres:
+            settled = [
+                *((r, DeliveryStatus.ACCEPTED) for r in accepted),
+                *((r, DeliveryStatus.FAILED) for r in failures),
+                *((r, DeliveryStatus.UNKNOWN) for r in unknown),
+            ]
+            params = pgsql.record_params(
+                batch=batch,
+                lock_class=self._lock_class,
+                now=now,
+                settled=settled,
+                bumped=temporary,
+                outcome=outcome,
+                failed=failed,
+                finish=finish,
+            )
+            self._held.discard(batch.id)  # released by the statement (or by a lost connection)
+            rows, _ = self._on_locks(pgsql.RECORD, params)
+            run = int(rows[0][1] or 0) if rows else 0
+        else:
+            with self.db.session() as session:
+                self._apply(session, accepted, DeliveryStatus.ACCEPTED, now)
+                self._apply(session, failures, DeliveryStatus.FAILED, now)
+                self._apply(session, unknown, DeliveryStatus.UNKNOWN, now)
+                if temporary:
+                    self._bump_attempts(session, temporary, now)
+                _set_batch(session, batch.id, **outcome)
+                if failed is not None:
+                    run = _note_outcome(session, batch.campaign_id, failed)
+                if finish:
+                    _finish_campaigns(session, now)
+            self._unlock(batch.id)
         return Recorded(
-            accepted=len(groups.get(Outcome.ACCEPTED, [])),
-            failed=len(failed),
+            accepted=len(accepted),
+            failed=len(failures),
             requeued=len(temporary),
-            unknown=len(groups.get(Outcome.UNKNOWN, [])),
+            unknown=len(unknown),
             batch_done=done,
+            failure_run=run,
         )
 
     @staticmethod
@@ -320,25 +458,17 @@ class SqlStore:
 
     # --- campaign state -------------------------------------------------------
 
+    @_mapped
     def campaign_status(self, campaign_id: int) -> str:
         with self.db.session() as session:
             return str(session.scalar(select(Campaign.status).where(Campaign.id == campaign_id)))
 
+    @_mapped
     def note_outcome(self, campaign_id: int, *, failed: bool) -> int:
         with self.db.session() as session:
-            value = Campaign.consecutive_failures + 1 if failed else 0
-            session.execute(
-                update(Campaign)
-                .where(Campaign.id == campaign_id)
-                .values(consecutive_failures=value)
-            )
-            return int(
-                session.scalar(
-                    select(Campaign.consecutive_failures).where(Campaign.id == campaign_id)
-                )
-                or 0
-            )
+            return _note_outcome(session, campaign_id, failed)
 
+    @_mapped
     def pause(self, campaign_id: int, reason: str) -> None:
         with self.db.session() as session:
             session.execute(
@@ -347,32 +477,48 @@ class SqlStore:
                 .values(status=CampaignStatus.PAUSED, status_reason=reason)
             )
 
+    @_mapped
     def finish_campaigns(self, *, now: datetime) -> list[int]:
-        open_batches = exists().where(
-            SendBatch.campaign_id == Campaign.id,
-            SendBatch.status.in_((BatchStatus.PENDING, *IN_FLIGHT)),
-        )
         with self.db.session() as session:
-            ids = list(
-                session.scalars(
-                    select(Campaign.id).where(
-                        Campaign.status == CampaignStatus.SENDING,
-                        Campaign.frozen_at.is_not(None),
-                        ~open_batches,
-                    )
-                )
-            )
-            if ids:
-                session.execute(
-                    update(Campaign)
-                    .where(Campaign.id.in_(ids), Campaign.status == CampaignStatus.SENDING)
-                    .values(status=CampaignStatus.SENT, finished_at=now)
-                )
-                _mark_issues_published(session, ids, now)
-        return ids
+            return _finish_campaigns(session, now)
 
 
 # --- helpers ------------------------------------------------------------------
+
+
+def _note_outcome(session: Session, campaign_id: int, failed: bool) -> int:
+    value = Campaign.consecutive_failures + 1 if failed else 0
+    session.execute(
+        update(Campaign).where(Campaign.id == campaign_id).values(consecutive_failures=value)
+    )
+    return int(
+        session.scalar(select(Campaign.consecutive_failures).where(Campaign.id == campaign_id)) or 0
+    )
+
+
+def _finish_campaigns(session: Session, now: datetime) -> list[int]:
+    """Sending campaigns with no batch left pending or in flight become sent."""
+    open_batches = exists().where(
+        SendBatch.campaign_id == Campaign.id,
+        SendBatch.status.in_((BatchStatus.PENDING, *IN_FLIGHT)),
+    )
+    ids = list(
+        session.scalars(
+            select(Campaign.id).where(
+                Campaign.status == CampaignStatus.SENDING,
+                Campaign.frozen_at.is_not(None),
+                ~open_batches,
+            )
+        )
+    )
+    if ids:
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id.in_(ids), Campaign.status == CampaignStatus.SENDING)
+            .values(status=CampaignStatus.SENT, finished_at=now)
+        )
+        _mark_issues_published(session, ids, now)
+    return ids
 
 
 def _skip_reason(

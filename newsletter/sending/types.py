@@ -28,6 +28,8 @@ class ClaimedBatch:
     attempts: int
     recipients: tuple[Addressee, ...]
     skipped: int = 0
+    # Its campaign's status as read by the claim itself (None: the store did not read it).
+    campaign_status: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,7 @@ class Recorded:
     requeued: int
     unknown: int
     batch_done: bool
+    failure_run: int = 0  # consecutive failed batches of the campaign, when asked to note it
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.errors import NotFoundError, ValidationError
+from newsletter.message import check_header_value
 from newsletter.models.base import utcnow
 from newsletter.models.subscribers import ConsentEvent, ConsentKind, Subscriber
 from newsletter.subscribers.addresses import normalise_email, require_text
@@ -40,8 +41,7 @@ def clean_name(raw: str | None) -> str | None:
     """
     if raw is None:
         return None
-    if any(ch in raw for ch in "\r\n\x00"):
-        raise ValidationError("name contains a line break or NUL character")
+    check_header_value("name", raw)  # CR, LF, NUL and every Unicode line break
     require_text(raw, "name")
     if any(unicodedata.category(ch) == "Cc" for ch in raw):
         raise ValidationError("name contains a control character")

@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from newsletter.errors import ValidationError
+from newsletter.models.base import UTCDateTime
 from newsletter.models.sending import Delivery, DeliveryStatus, TrackingEvent
 from newsletter.models.subscribers import Subscriber
 
@@ -44,6 +45,7 @@ SUPPRESS_FOR_EVENT = {
     "group_unsubscribe": "unsubscribed",
 }
 DELIVERIES = cast(Table, Delivery.__table__)
+TRACKING_EVENTS = cast(Table, TrackingEvent.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,32 +69,50 @@ class IngestReport:
     suppressed: int = 0
 
 
-def _int(value: Any) -> int | None:
+BIGINT_MAX = 2**63 - 1  # deliveries.id, tracking_events.delivery_id
+INT_MAX = 2**31 - 1  # tracking_events.campaign_id
+
+
+def _int(value: Any, maximum: int = BIGINT_MAX) -> int | None:
+    """A non-negative id that fits its column, else None (a bad value is not an error)."""
     try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
+        number = int(value) if value not in (None, "") else None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         return None
+    return number if number is not None and 0 <= number <= maximum else None
+
+
+def _text(value: Any) -> str | None:
+    """A string safe to store: no NUL (PostgreSQL refuses it), no lone surrogates."""
+    if not isinstance(value, str):
+        return None
+    return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def _when(value: Any) -> datetime:
+    stamp = _int(value)
+    try:
+        return datetime.fromtimestamp(stamp, UTC) if stamp else datetime.now(UTC)
+    except (OverflowError, OSError, ValueError):  # a year datetime cannot hold
+        return datetime.now(UTC)
 
 
 def _event(raw: Any) -> Event | None:
     if not isinstance(raw, dict):
         return None
-    event_id, kind = raw.get("sg_event_id"), raw.get("event")
-    if not isinstance(event_id, str) or not isinstance(kind, str) or not event_id:
+    event_id, kind = _text(raw.get("sg_event_id")), _text(raw.get("event"))
+    if not event_id or kind is None:
         return None
-    stamp = _int(raw.get("timestamp"))
-    occurred = datetime.fromtimestamp(stamp, UTC) if stamp else datetime.now(UTC)
-    email = raw.get("email")
-    reason = raw.get("reason") or raw.get("response") or raw.get("url")
+    reason = _text(str(raw.get("reason") or raw.get("response") or raw.get("url") or ""))
     return Event(
         event_id=event_id[:200],
         event=kind[:30],
-        email=email if isinstance(email, str) else None,
+        email=_text(raw.get("email")),
         ledger_id=_int(raw.get("ledger_id")),
-        campaign_id=_int(raw.get("campaign_id")),
-        occurred_at=occurred,
-        bounce_type=raw.get("type") if isinstance(raw.get("type"), str) else None,
-        reason=str(reason)[:1000] if reason else None,
+        campaign_id=_int(raw.get("campaign_id"), INT_MAX),
+        occurred_at=_when(raw.get("timestamp")),
+        bounce_type=_text(raw.get("type")),
+        reason=reason[:1000] if reason else None,
     )
 
 
@@ -100,7 +120,7 @@ def parse_events(body: bytes) -> tuple[list[Event], int]:
     """The events in a webhook body, and how many entries were not events."""
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # or absurdly nested
         raise ValidationError("webhook body is not JSON") from None
     if not isinstance(data, list):
         raise ValidationError("webhook body must be a JSON array of events")
@@ -108,12 +128,16 @@ def parse_events(body: bytes) -> tuple[list[Event], int]:
     return events, len(data) - len(events)
 
 
-def _insert_new(session: Session, events: Sequence[Event], now: datetime) -> set[str]:
+def _insert_new(
+    session: Session, events: Sequence[Event], now: datetime, hash_of: _Hashes | None = None
+) -> set[str]:
     """Store events not seen before; returns the ids that were new."""
     if not events:
         return set()
+    hash_of = hash_of or _Hashes()
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    if dialect == "postgresql":
+        return _insert_new_postgres(session, events, now, hash_of)
     rows = [
         {
             "provider": "sendgrid",
@@ -121,20 +145,55 @@ def _insert_new(session: Session, events: Sequence[Event], now: datetime) -> set
             "event": e.event,
             "delivery_id": e.ledger_id,
             "campaign_id": e.campaign_id,
-            "email_hash": _hash(e.email),
+            "email_hash": hash_of(e.email),
             "occurred_at": e.occurred_at,
             "received_at": now,
             "detail": e.reason,
         }
         for e in events
     ]
+    # One cached statement for many parameter sets: SQLAlchemy sends it as multi-row
+    # INSERTs ("insertmanyvalues"), RETURNING only the rows that were new.
     statement = (
-        insert(TrackingEvent)
-        .values(rows)
+        sqlite.insert(TRACKING_EVENTS)
         .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(TrackingEvent.event_id)
+        .returning(TRACKING_EVENTS.c.event_id)
     )
-    return set(session.scalars(statement))
+    return set(session.execute(statement, rows).scalars())
+
+
+_INSERT_NEW_POSTGRES = text(
+    """
+    INSERT INTO tracking_events (provider, event_id, event, delivery_id, campaign_id,
+                                 email_hash, occurred_at, received_at, detail)
+    SELECT 'sendgrid', e.event_id, e.event, e.delivery_id, e.campaign_id, e.email_hash,
+           e.occurred_at, :now, e.detail
+    FROM unnest(
+        CAST(:event_ids AS VARCHAR[]), CAST(:kinds AS VARCHAR[]), CAST(:ledger_ids AS BIGINT[]),
+        CAST(:campaign_ids AS INTEGER[]), CAST(:hashes AS VARCHAR[]),
+        CAST(:occurred AS TIMESTAMPTZ[]), CAST(:details AS TEXT[])
+    ) AS e(event_id, event, delivery_id, campaign_id, email_hash, occurred_at, detail)
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+    """
+).bindparams(bindparam("now", type_=UTCDateTime))
+
+
+def _insert_new_postgres(
+    session: Session, events: Sequence[Event], now: datetime, hash_of: _Hashes
+) -> set[str]:
+    """The same rows from arrays: one statement, in event order, whatever the post size."""
+    params = {
+        "now": now,
+        "event_ids": [e.event_id for e in events],
+        "kinds": [e.event for e in events],
+        "ledger_ids": [e.ledger_id for e in events],
+        "campaign_ids": [e.campaign_id for e in events],
+        "hashes": [hash_of(e.email) for e in events],
+        "occurred": [e.occurred_at for e in events],
+        "details": [e.reason for e in events],
+    }
+    return set(session.execute(_INSERT_NEW_POSTGRES, params).scalars())
 
 
 def _hash(email: str | None) -> str | None:
@@ -148,19 +207,34 @@ def _hash(email: str | None) -> str | None:
         return None
 
 
+class _Hashes:
+    """``_hash`` remembered for one ingest: an address has several events in a post."""
+
+    def __init__(self) -> None:
+        self._known: dict[str | None, str | None] = {}
+
+    def __call__(self, email: str | None) -> str | None:
+        try:
+            return self._known[email]
+        except KeyError:
+            value = self._known[email] = _hash(email)
+            return value
+
+
 def ingest(
     events: Sequence[Event], *, session: Session, now: datetime, soft_bounce_limit: int = 3
 ) -> IngestReport:
     """Store and apply a webhook's events in a handful of statements."""
     report = IngestReport(received=len(events))
     unique = list({e.event_id: e for e in events}.values())
-    new_ids = _insert_new(session, unique, now)
+    hash_of = _Hashes()
+    new_ids = _insert_new(session, unique, now, hash_of)
     fresh = [e for e in unique if e.event_id in new_ids]
     report.stored = len(fresh)
     report.duplicates = len(events) - len(fresh)
     _advance_states(session, fresh, now)
     _count_engagement(session, fresh)
-    report.suppressed = _suppressions(session, fresh, soft_bounce_limit)
+    report.suppressed = _suppressions(session, fresh, soft_bounce_limit, hash_of)
     return report
 
 
@@ -218,9 +292,25 @@ def _count_engagement(session: Session, events: Sequence[Event]) -> None:
         )
 
 
-def _suppressions(session: Session, events: Sequence[Event], soft_limit: int) -> int:
-    """Hard bounces and complaints suppress at once; soft bounces count, N in a row suppress."""
+def _suppressions(
+    session: Session, events: Sequence[Event], soft_limit: int, hash_of: _Hashes | None = None
+) -> int:
+    """Hard bounces and complaints suppress at once; soft bounces count, N in a row suppress.
+
+    A delivery resets its address's soft-bounce count.  Resets are collected and
+    written together, before the next statement that could read or change a
+    count or a status (a soft bounce, a suppression) and at the end, so the
+    effects are those of applying every event in order, in a few statements.
+    """
     from newsletter.subscribers.suppression import suppress
+
+    hash_of = hash_of or _Hashes()
+    resets: dict[str, None] = {}  # address hashes, in order, without repeats
+
+    def flush() -> None:
+        if resets:
+            _reset_soft_bounce_hashes(session, list(resets))
+            resets.clear()
 
     suppressed = 0
     for event in events:
@@ -229,21 +319,27 @@ def _suppressions(session: Session, events: Sequence[Event], soft_limit: int) ->
         reason = SUPPRESS_FOR_EVENT.get(event.event)
         if event.event == "bounce":
             reason = None if event.bounce_type == "blocked" else "hard_bounce"
-            if reason is None and _soft_bounce(session, event.email) >= soft_limit:
-                reason = "hard_bounce"
+            if reason is None:
+                flush()
+                if _soft_bounce(session, event.email, hash_of) >= soft_limit:
+                    reason = "hard_bounce"
         elif event.event == "delivered":
-            _reset_soft_bounces(session, event.email)
+            ehash = hash_of(event.email)
+            if ehash is not None:  # no valid address: the reset would match no subscriber
+                resets[ehash] = None
         if reason is not None:
+            flush()
             try:
                 suppress(event.email, reason, session=session, note=f"sendgrid {event.event}")
                 suppressed += 1
             except ValidationError:
                 continue
+    flush()
     return suppressed
 
 
-def _soft_bounce(session: Session, email: str) -> int:
-    ehash = _hash(email)
+def _soft_bounce(session: Session, email: str, hash_of: _Hashes | None = None) -> int:
+    ehash = (hash_of or _hash)(email)
     session.execute(
         update(Subscriber)
         .where(Subscriber.email_hash == ehash)
@@ -254,9 +350,17 @@ def _soft_bounce(session: Session, email: str) -> int:
     )
 
 
-def _reset_soft_bounces(session: Session, email: str) -> None:
-    session.execute(
-        update(Subscriber)
-        .where(Subscriber.email_hash == _hash(email), Subscriber.soft_bounces > 0)
-        .values(soft_bounces=0)
-    )
+_RESET_CHUNK = 900  # stays under every backend's bound-parameter limit
+
+
+def _reset_soft_bounce_hashes(session: Session, hashes: Sequence[str]) -> None:
+    """``_reset_soft_bounces`` for many addresses (by hash) in one statement per 900."""
+    for start in range(0, len(hashes), _RESET_CHUNK):
+        session.execute(
+            update(Subscriber)
+            .where(
+                Subscriber.email_hash.in_(hashes[start : start + _RESET_CHUNK]),
+                Subscriber.soft_bounces > 0,
+            )
+            .values(soft_bounces=0)
+        )

@@ -3,7 +3,10 @@
 Each file is written to a temporary name and renamed, so a crash never leaves a
 half-written message that looks sent.  A write failure (disk full, folder not
 writable) marks that recipient and the rest of the batch temporary and reports
-a transport error, so nothing is recorded as sent that was not written.
+a transport error, so nothing is recorded as sent that was not written; a
+half-written temporary file is removed.  A recipient whose name or header
+values would inject a header is refused alone (permanent), like SMTP and
+SendGrid do.
 """
 
 from __future__ import annotations
@@ -12,14 +15,39 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from newsletter.errors import ValidationError
+from newsletter.message import check_header_value
 from newsletter.transports.base import (
     BatchResult,
     MessageBatch,
     Outcome,
+    Recipient,
     RecipientResult,
+    Sender,
     message_id,
 )
 from newsletter.transports.mime import build_mime, to_bytes
+from newsletter.transports.wire import BatchWire
+
+
+def _check_sender(sender: Sender) -> None:
+    check_header_value("sender address", sender.email)
+    check_header_value("sender name", sender.name)
+    if sender.reply_to:
+        check_header_value("reply-to address", sender.reply_to)
+
+
+def _render(batch: MessageBatch, rcpt: Recipient, msg_id: str) -> bytes:
+    """One recipient's ``.eml`` bytes; ValidationError if a header value is unsafe."""
+    filled = batch.template.fill({**rcpt.values, "email": rcpt.email})
+    mime = build_mime(
+        filled,
+        sender=batch.sender,
+        to=rcpt.email,
+        to_name=rcpt.values.get("name") or None,
+        msg_id=msg_id,
+    )
+    return to_bytes(mime)
 
 
 def _filename(msg_id: str) -> str:
@@ -33,19 +61,19 @@ class OutboxMessenger:
     max_batch: int = 1000
 
     def send(self, batch: MessageBatch) -> BatchResult:
+        _check_sender(batch.sender)  # batch-wide: raise before anything is written
+        wire = BatchWire(batch, _render)  # the same bytes as _render, learnt once per batch
         results: list[RecipientResult] = []
         for index, rcpt in enumerate(batch.recipients):
             msg_id = message_id(rcpt.ref, batch.sender)
-            filled = batch.template.fill({**rcpt.values, "email": rcpt.email})
-            mime = build_mime(
-                filled,
-                sender=batch.sender,
-                to=rcpt.email,
-                to_name=rcpt.values.get("name") or None,
-                msg_id=msg_id,
-            )
             try:
-                self._write(_filename(msg_id), to_bytes(mime))
+                data = wire.render(rcpt, msg_id)
+            except ValidationError as exc:  # CR/LF in this recipient's name or header values
+                detail = f"not sent: {exc}"
+                results.append(RecipientResult(rcpt.ref, Outcome.PERMANENT, detail=detail))
+                continue
+            try:
+                self._write(_filename(msg_id), data)
             except OSError as exc:
                 detail = f"outbox {self.folder} not writable: {exc.strerror or exc}"
                 rest = batch.recipients[index:]
@@ -59,11 +87,15 @@ class OutboxMessenger:
     def _write(self, name: str, data: bytes) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.folder / f".{name}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.folder / name)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.folder / name)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk must not also keep half a message
+            raise
 
     def close(self) -> None:
         pass

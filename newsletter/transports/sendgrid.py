@@ -31,6 +31,7 @@ request headers is filtered.
 
 from __future__ import annotations
 
+import html as htmllib
 import http.client
 import json
 import logging
@@ -47,7 +48,14 @@ import sendgrid
 from python_http_client.exceptions import HTTPError
 
 from newsletter.errors import ConfigError, ValidationError
-from newsletter.message import RenderedEmail, Template, substitutions
+from newsletter.message import (
+    FIELDS,
+    RenderedEmail,
+    Template,
+    check_header_value,
+    placeholder,
+    substitutions,
+)
 from newsletter.transports.base import (
     BatchResult,
     MessageBatch,
@@ -171,9 +179,7 @@ class SendGridMessenger:
 
     def _prepare(self, batch: MessageBatch) -> tuple[list[_Entry], dict[int, RecipientResult]]:
         """Personalizations for the recipients that can go, and results for those that cannot."""
-        headers = _header_template(batch.template)
-        used = _used_placeholders(batch.template.source)
-        custom = {str(k): str(v) for k, v in batch.custom_args.items()}
+        personalization = _Personalizer(batch)
         entries: list[_Entry] = []
         refused: dict[int, RecipientResult] = {}
         first_ref: dict[str, str] = {}  # SendGrid 400s the whole call for a repeated address
@@ -187,12 +193,12 @@ class SendGridMessenger:
                 continue
             first_ref[address] = rcpt.ref
             try:
-                personalization = _personalization(rcpt, headers, used, custom)
+                item = personalization(rcpt)
             except ValidationError as exc:
                 detail = self._redact(f"not sent: {exc}")
                 refused[index] = RecipientResult(rcpt.ref, Outcome.PERMANENT, detail=detail)
                 continue
-            entries.append(_Entry(index, rcpt, personalization))
+            entries.append(_Entry(index, rcpt, item))
         return entries, refused
 
     # sending -----------------------------------------------------------------
@@ -307,21 +313,49 @@ def _message(batch: MessageBatch, sandbox: bool) -> JSON:
     return message
 
 
-def _personalization(
-    rcpt: Recipient, headers: Template, used: frozenset[str], custom: Mapping[str, str]
-) -> JSON:
-    """One recipient's envelope; raises ValidationError for CR/LF in what becomes a header."""
-    values = {**rcpt.values, "email": rcpt.email}
-    filled = headers.fill(values).headers  # also refuses CR/LF in name and email
-    name = _check_header("name", values.get("name") or "")
-    item: JSON = {"to": [_address(rcpt.email, name)]}
-    subs = {k: v for k, v in substitutions(values).items() if k in used}
-    if subs:
-        item["substitutions"] = subs
-    if filled:
-        item["headers"] = {k: _check_header(k, v) for k, v in filled.items()}
-    item["custom_args"] = {**custom, LEDGER_ARG: str(rcpt.ref)}
-    return item
+class _Personalizer:
+    """One recipient's envelope; raises ValidationError for CR/LF in what becomes a header.
+
+    Built once per batch: the header parts, the substitution keys the content
+    uses (in ``substitutions`` order) and the fields that need HTML escaping
+    are worked out here, so each recipient costs a few dict look-ups and
+    joins.  The result is the same as filling the header template with
+    ``Template.fill`` and filtering ``substitutions``, key order included.
+    """
+
+    def __init__(self, batch: MessageBatch) -> None:
+        used = _used_placeholders(batch.template.source)
+        self.headers = _header_template(batch.template).headers
+        self.subs = [
+            (key, name, html)
+            for name in FIELDS
+            for key, html in ((placeholder(name), False), (placeholder(name, html=True), True))
+            if key in used
+        ]
+        self.escape = sorted(
+            {name for _, name, html in self.subs if html}
+            | {name for _, part in self.headers for name, html in part.slots if html}
+        )
+        self.custom = {str(k): str(v) for k, v in batch.custom_args.items()}
+
+    def __call__(self, rcpt: Recipient) -> JSON:
+        given = rcpt.values
+        raw = {name: given.get(name, "") for name in FIELDS}
+        raw["email"] = rcpt.email
+        check_header_value("name", raw["name"])  # what Template.fill checks, in its order
+        check_header_value("email", raw["email"])
+        escaped = {name: htmllib.escape(raw[name]) for name in self.escape}
+        filled = {key: part.fill(raw, escaped) for key, part in self.headers}
+        name = _check_header("name", given.get("name") or "")
+        item: JSON = {"to": [_address(rcpt.email, name)]}
+        if self.subs:
+            item["substitutions"] = {
+                key: escaped[field] if html else raw[field] for key, field, html in self.subs
+            }
+        if filled:
+            item["headers"] = {k: _check_header(k, v) for k, v in filled.items()}
+        item["custom_args"] = {**self.custom, LEDGER_ARG: str(rcpt.ref)}
+        return item
 
 
 def _address(email: str, name: str | None) -> JSON:

@@ -46,6 +46,7 @@ from newsletter.transports.base import (
     message_id,
 )
 from newsletter.transports.mime import build_mime, to_bytes
+from newsletter.transports.wire import BatchWire
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Security = Literal["none", "starttls", "ssl"]
-_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 _BARE_EOL = re.compile(r"\r\n|\r|\n")
 
 
@@ -74,7 +74,8 @@ class _TrackedSMTP(smtplib.SMTP):
         if code != 354:
             raise smtplib.SMTPDataError(code, reply)
         raw = _BARE_EOL.sub("\r\n", msg).encode("ascii") if isinstance(msg, str) else bytes(msg)
-        payload = _LEADING_DOT.sub(b"..", raw)
+        # Dot-stuffing: a "." starting the data or any line gets another (RFC 5321 4.5.2).
+        payload = (b"." + raw if raw.startswith(b".") else raw).replace(b"\n.", b"\n..")
         if not payload.endswith(b"\r\n"):
             payload += b"\r\n"
         self.send(payload + b".\r\n")
@@ -122,6 +123,7 @@ class _Run:
 
     def __init__(self, batch: MessageBatch) -> None:
         self.batch = batch
+        self.wire = BatchWire(batch, _render)  # wire bytes per recipient, learnt once per batch
         self.results: list[RecipientResult | None] = [None] * len(batch.recipients)
         self.stopped: _Unavailable | None = None
         self._next = 0
@@ -223,7 +225,7 @@ class SMTPMessenger:
             for index in _cursor(run):
                 rcpt = run.batch.recipients[index]
                 try:
-                    run.results[index] = self._send_one(slot, run.batch, rcpt)
+                    run.results[index] = self._send_one(slot, run, rcpt)
                 except _Unavailable as failure:
                     run.results[index] = RecipientResult(
                         rcpt.ref, Outcome.TEMPORARY, detail=failure.detail
@@ -232,13 +234,14 @@ class SMTPMessenger:
         finally:
             self._checkin(slot.conn)
 
-    def _send_one(self, slot: _Slot, batch: MessageBatch, rcpt: Recipient) -> RecipientResult:
+    def _send_one(self, slot: _Slot, run: _Run, rcpt: Recipient) -> RecipientResult:
+        batch = run.batch
         msg_id = message_id(rcpt.ref, batch.sender)
         if not rcpt.email.isascii():
             detail = "not sent: internationalised addresses (SMTPUTF8) are not supported"
             return RecipientResult(rcpt.ref, Outcome.PERMANENT, detail=detail)
         try:
-            data = _render(batch, rcpt, msg_id)
+            data = run.wire.render(rcpt, msg_id)
         except ValidationError as exc:
             return RecipientResult(rcpt.ref, Outcome.PERMANENT, detail=f"not sent: {exc}")
         lost = ""

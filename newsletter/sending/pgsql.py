@@ -1,0 +1,246 @@
+"""PostgreSQL: a batch is claimed in one statement and recorded in another.
+
+``SqlStore`` runs these on its lock connection (autocommit, so each statement
+is its own transaction) instead of four and five statements in session
+transactions.  They do exactly what the portable code in ``sqlstore`` does, in
+the same order of effects:
+
+``CLAIM``
+    pick the next due pending batch of a sending campaign (``FOR UPDATE SKIP
+    LOCKED``), take its advisory lock (or claim nothing, as before), mark it
+    claimed, mark its no-longer-eligible recipients skipped and return the
+    batch and its eligible recipients.  The session-level advisory lock
+    outlives the statement, exactly like the lock taken on the same connection
+    before.
+
+``RECORD``
+    settle the ledger rows from arrays (``unnest``: one statement whatever the
+    batch size), settle the batch, optionally note the campaign's outcome
+    (``note_outcome``) and finish campaigns with no batch left open
+    (``finish_campaigns``), then release the batch's advisory lock.  The lock
+    is released by the final ``SELECT`` over the batch UPDATE's ``RETURNING``,
+    so it goes only once the batch row is locked by this statement: a worker
+    recovering batches (``FOR UPDATE SKIP LOCKED``, then the advisory lock)
+    can never see it free while the batch still looks in flight.
+
+All sub-statements see one snapshot, so the open-batch check for finishing
+treats this batch as closed when this statement closes it.  The ledger rows
+are also matched on ``batch_id`` (always true: a batch's rows keep their batch
+while it is in flight) so the planner finds them through the batch index even
+when statistics still describe the table before the freeze.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.engine import Row
+
+from newsletter.models.base import UTCDateTime, utcnow
+from newsletter.models.sending import BatchStatus, DeliveryStatus
+from newsletter.sending.segments import decode_segment
+from newsletter.sending.types import Addressee, ClaimedBatch
+from newsletter.transports.base import RecipientResult
+
+# The same reasons, in the same order, as ``sqlstore._skip_reason``.
+_SKIP_REASON = """
+    CASE
+        WHEN s.email IS NULL THEN 'subscriber erased before sending'
+        WHEN EXISTS (SELECT 1 FROM suppressions x WHERE x.email_hash = d.email_hash)
+            THEN 'address suppressed before sending'
+        WHEN s.status <> 'confirmed' THEN 'subscriber ' || s.status || ' before sending'
+        WHEN s.paused_until IS NOT NULL AND s.paused_until > :now
+            THEN 'subscriber paused delivery'
+    END
+"""
+
+CLAIM = text(
+    f"""
+    WITH picked AS MATERIALIZED (
+        SELECT b.id, c.issue_id, c.segment_topics, c.status AS campaign_status
+        FROM send_batches b JOIN campaigns c ON c.id = b.campaign_id
+        WHERE b.status = 'pending' AND (b.not_before IS NULL OR b.not_before <= :now)
+          AND c.status = 'sending'
+        ORDER BY b.not_before IS NOT NULL, b.campaign_id, b.seq
+        LIMIT 1
+        FOR UPDATE OF b SKIP LOCKED
+    ),
+    locked AS MATERIALIZED (
+        SELECT * FROM picked WHERE pg_try_advisory_lock(:lock_class, picked.id)
+    ),
+    claimed AS (
+        UPDATE send_batches
+        SET status = 'claimed', claimed_by = :worker, claimed_at = :now,
+            attempts = send_batches.attempts + 1
+        FROM locked WHERE send_batches.id = locked.id
+        RETURNING send_batches.id, send_batches.campaign_id, send_batches.segment,
+                  send_batches.attempts
+    ),
+    queued AS MATERIALIZED (
+        SELECT d.id AS did, d.subscriber_id AS sid, s.email, s.name, d.email_hash AS eh,
+               {_SKIP_REASON} AS reason
+        FROM locked
+        JOIN deliveries d ON d.batch_id = locked.id AND d.status = 'queued'
+        LEFT JOIN subscribers s ON s.id = d.subscriber_id
+    ),
+    skipped AS (
+        UPDATE deliveries SET status = 'skipped', detail = queued.reason, updated_at = :now
+        FROM queued WHERE deliveries.id = queued.did AND queued.reason IS NOT NULL
+        RETURNING deliveries.id
+    )
+    SELECT 0 AS kind, CAST(c.id AS BIGINT) AS a, c.campaign_id AS b, c.attempts AS n,
+           l.issue_id AS m, (SELECT count(*) FROM skipped) AS k,
+           CAST(c.segment AS TEXT) AS t1, CAST(l.segment_topics AS TEXT) AS t2,
+           CAST(l.campaign_status AS TEXT) AS t3
+    FROM claimed c JOIN locked l ON l.id = c.id
+    UNION ALL
+    SELECT 1, q.did, q.sid, NULL, NULL, NULL, q.email, q.name, q.eh
+    FROM queued q WHERE q.reason IS NULL
+    ORDER BY 1, 2
+    """
+).bindparams(bindparam("now", type_=UTCDateTime))
+
+RECORD = text(
+    """
+    WITH v AS (
+        SELECT * FROM unnest(
+            CAST(:ids AS BIGINT[]), CAST(:states AS VARCHAR[]),
+            CAST(:pids AS VARCHAR[]), CAST(:details AS TEXT[])
+        ) AS v(id, state, pid, detail)
+    ),
+    settled AS (
+        UPDATE deliveries d
+        SET status = v.state, provider_id = v.pid, detail = v.detail, updated_at = :now,
+            attempts = d.attempts + 1
+        FROM v WHERE d.id = v.id AND v.state IS NOT NULL AND d.status = 'queued'
+          AND d.batch_id = :batch_id
+        RETURNING d.id
+    ),
+    bumped AS (
+        UPDATE deliveries d
+        SET attempts = d.attempts + 1, detail = v.detail, updated_at = :now
+        FROM v WHERE d.id = v.id AND v.state IS NULL AND d.batch_id = :batch_id
+        RETURNING d.id
+    ),
+    batch AS (
+        UPDATE send_batches
+        SET status = :b_status, provider_id = :b_pid, error = :b_error,
+            finished_at = CASE WHEN :b_finished THEN :now ELSE finished_at END,
+            claimed_by = CASE WHEN :b_released THEN NULL ELSE claimed_by END,
+            not_before = CASE WHEN :b_released THEN :b_not_before ELSE not_before END
+        WHERE id = :batch_id
+        RETURNING id
+    ),
+    fin AS MATERIALIZED (
+        SELECT c.id, c.issue_id FROM campaigns c
+        WHERE :finish AND c.status = 'sending' AND c.frozen_at IS NOT NULL
+          AND NOT EXISTS (
+            SELECT 1 FROM send_batches o
+            WHERE o.campaign_id = c.id AND o.status IN ('pending', 'claimed', 'submitting')
+              AND NOT (o.id = :batch_id AND :b_closed)
+          )
+    ),
+    camp AS (
+        UPDATE campaigns c
+        SET consecutive_failures = CASE
+                WHEN c.id = :campaign_id AND :note
+                    THEN CASE WHEN :failed THEN c.consecutive_failures + 1 ELSE 0 END
+                ELSE c.consecutive_failures END,
+            status = CASE WHEN c.id IN (SELECT id FROM fin) AND c.status = 'sending'
+                          THEN 'sent' ELSE c.status END,
+            finished_at = CASE WHEN c.id IN (SELECT id FROM fin) AND c.status = 'sending'
+                               THEN :now ELSE c.finished_at END,
+            updated_at = :wall
+        WHERE (c.id = :campaign_id AND :note)
+           OR (c.id IN (SELECT id FROM fin) AND c.status = 'sending')
+        RETURNING c.id, c.consecutive_failures
+    ),
+    published AS (
+        UPDATE issues SET published_at = :now
+        WHERE published_at IS NULL AND id IN (SELECT issue_id FROM fin)
+        RETURNING id
+    )
+    SELECT pg_advisory_unlock(:lock_class, batch.id),
+           (SELECT consecutive_failures FROM camp WHERE camp.id = :campaign_id)
+    FROM batch
+    """
+).bindparams(
+    bindparam("now", type_=UTCDateTime),
+    bindparam("wall", type_=UTCDateTime),
+    bindparam("b_not_before", type_=UTCDateTime),
+)
+
+
+def claim_params(lock_class: int, worker_id: str, now: datetime) -> dict[str, Any]:
+    return {"lock_class": lock_class, "worker": worker_id, "now": now}
+
+
+def claimed_batch(rows: Sequence[Row[Any]]) -> ClaimedBatch | None:
+    """The batch from ``CLAIM``'s rows: a head row, then its eligible recipients by ledger id."""
+    if not rows:
+        return None
+    _kind, batch_id, campaign_id, attempts, issue_id, skipped, segment, topics, status = rows[0]
+    return ClaimedBatch(
+        id=int(batch_id),
+        campaign_id=campaign_id,
+        issue_id=issue_id,
+        segment=decode_segment(segment, json.loads(topics) if topics else []),
+        attempts=attempts,
+        recipients=tuple(Addressee(r[1], r[2], r[6], r[7], r[8]) for r in rows[1:]),
+        skipped=int(skipped),
+        campaign_status=status,
+    )
+
+
+def record_params(
+    *,
+    batch: ClaimedBatch,
+    lock_class: int,
+    now: datetime,
+    settled: Sequence[tuple[RecipientResult, DeliveryStatus]],
+    bumped: Sequence[RecipientResult],
+    outcome: dict[str, Any],
+    failed: bool | None,
+    finish: bool,
+) -> dict[str, Any]:
+    """Parameters for ``RECORD``; ``outcome`` is ``SqlStore._batch_outcome``'s column values."""
+    ids: list[int] = []
+    states: list[str | None] = []
+    pids: list[str | None] = []
+    details: list[str | None] = []
+    for result, state in settled:
+        ids.append(int(result.ref))
+        states.append(state.value)
+        pids.append(result.provider_id)
+        details.append(result.detail[:2000] or None)
+    for result in bumped:
+        ids.append(int(result.ref))
+        states.append(None)
+        pids.append(None)
+        details.append(result.detail[:2000] or None)
+    status = outcome["status"]
+    return {
+        "ids": ids,
+        "states": states,
+        "pids": pids,
+        "details": details,
+        "now": now,
+        "wall": utcnow(),  # what the ORM's onupdate would write to campaigns.updated_at
+        "batch_id": batch.id,
+        "campaign_id": batch.campaign_id,
+        "lock_class": lock_class,
+        "b_status": str(status),
+        "b_pid": outcome["provider_id"],
+        "b_error": outcome["error"],
+        "b_finished": "finished_at" in outcome,
+        "b_released": "not_before" in outcome,
+        "b_not_before": outcome.get("not_before"),
+        "b_closed": status in (BatchStatus.DONE, BatchStatus.UNKNOWN),
+        "note": failed is not None,
+        "failed": bool(failed),
+        "finish": finish,
+    }
