@@ -389,3 +389,22 @@ def test_throttle_spaces_batches_to_the_configured_rate(clock: FakeClock) -> Non
     unthrottled = Throttle(rate=None, clock=clock, sleep=clock.sleep)
     unthrottled.wait(10_000)
     assert clock.slept <= 2.01
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # SQLite has one worker
+def test_idle_worker_recovers_batches_of_a_worker_that_died_after_it_started(
+    db: Database, clock: FakeClock
+) -> None:
+    cid = _campaign(db, clock, recipients=20, batch_size=10)
+    survivor_store = SqlStore(db, worker_id="survivor")
+    survivor = _worker(survivor_store, MemoryMessenger(), clock, recover_every_seconds=5.0)
+    survivor.store.recover(now=clock())  # the survivor started first: nothing to recover yet
+    dead = SqlStore(db, worker_id="dead")
+    batch = dead.claim(now=clock())
+    assert batch is not None and dead.mark_submitting(batch.id, now=clock())
+    dead.close()  # dies after submitting, while the survivor is already running
+    try:
+        survivor.run(threading.Event(), until=lambda: clock.slept > 30)
+    finally:
+        survivor_store.close()
+    assert _statuses(db, cid) == {"accepted": 10, "unknown": 10}

@@ -45,6 +45,7 @@ class Policy:
     max_consecutive_failures: int = 5
     rate_per_second: float | None = None
     idle_poll_seconds: float = 1.0
+    recover_every_seconds: float = 30.0  # while idle, look for batches of dead workers
     # The database went away (restart, failover, killed connections): retry each store
     # call this many times with capped jittered backoff (about 2.5 minutes in all).
     db_retry_attempts: int = 10
@@ -121,10 +122,17 @@ class Worker:
     def run(self, stop: threading.Event, *, until: Callable[[], bool] | None = None) -> WorkerStats:
         """Work until ``stop`` is set (SIGTERM) or ``until()`` holds; a batch in hand finishes."""
         self._db(self.store.recover, now=self.clock())
+        last_recovery = self.clock()
         while not stop.is_set():
             if self.step():
                 continue
-            self._db(self.store.finish_campaigns, now=self.clock())
+            now = self.clock()
+            if (now - last_recovery).total_seconds() >= self.policy.recover_every_seconds:
+                # Another worker may have died, or a commit's answer been lost, since we
+                # started: its in-flight batches would otherwise wait for a restart.
+                self._db(self.store.recover, now=now)
+                last_recovery = now
+            self._db(self.store.finish_campaigns, now=now)
             if until is not None and self._db(until):
                 break
             self.sleep(self.policy.idle_poll_seconds)
