@@ -140,6 +140,8 @@ def insert_audience(
         result = session.execute(statement, params)
         return int(result.rowcount or 0)
     # SQLite: no INSERT inside WITH, so the audience is numbered twice in one transaction.
+    # Each row finds its batch by seq (the unique index): the batches were numbered in
+    # (segment, chunk) order, so a row's seq is the offset plus its dense rank in that order.
     numbered = f"({chunked}) AS n0"
     session.execute(
         text(_NEW_BATCHES.format(numbered=numbered)).bindparams(
@@ -147,10 +149,11 @@ def insert_audience(
         ),
         params,
     )
+    ranked = f"(SELECT c.*, dense_rank() OVER (ORDER BY seg, chunk) AS rank FROM ({chunked}) AS c)"
     rows = _NEW_ROWS.format(
-        numbered=f"({chunked})",
+        numbered=ranked,
         batches="send_batches",
-        where="AND b.campaign_id = :cid AND b.seq > :offset",
+        where="AND b.campaign_id = :cid AND b.seq = CAST(:offset AS INTEGER) + n.rank",
     )
     statement = text(rows).bindparams(bindparam("now", type_=UTCDateTime))
     result = session.execute(statement, params)
