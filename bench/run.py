@@ -387,6 +387,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--paths", default=",".join(PATHS), help="a subset of " + ",".join(PATHS))
     parser.add_argument("--repeats", type=int, help="runs per measurement (overrides the plan)")
+    parser.add_argument("--workers", help="comma-separated worker counts on PostgreSQL")
     parser.add_argument("--pg-url", default=dataset.PG_URL)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
@@ -408,6 +409,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.repeats:
         plan.repeats = dict.fromkeys(plan.sizes, args.repeats)
         plan.smtp_repeats = plan.webhook_repeats = plan.floor_repeats = args.repeats
+    if args.workers:
+        plan.postgres_workers = [int(w) for w in args.workers.split(",")]
     plan.paths = frozenset(p for p in args.paths.split(",") if p)
     unknown = plan.paths - set(PATHS)
     if unknown:

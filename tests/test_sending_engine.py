@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from newsletter.db import Database
 from newsletter.errors import StateError
@@ -25,6 +26,7 @@ from newsletter.models.sending import FINAL_STATES
 from newsletter.sending import campaigns
 from newsletter.sending.engine import Policy, Worker
 from newsletter.sending.sqlstore import SqlStore
+from newsletter.sending.types import Recorded
 from newsletter.transports import MemoryMessenger, Outcome
 from newsletter.transports.base import BatchResult, MessageBatch, uniform
 from tests.sending_helpers import FakeClock, NoChecks, add_subscribers, make_issue, stub_preparer
@@ -408,3 +410,143 @@ def test_idle_worker_recovers_batches_of_a_worker_that_died_after_it_started(
     finally:
         survivor_store.close()
     assert _statuses(db, cid) == {"accepted": 10, "unknown": 10}
+
+
+# ---------------------------------------------------------------- claiming ahead
+
+
+def _batch_states(db: Database, cid: int) -> list[tuple[str, str | None]]:
+    with db.session() as session:
+        return [
+            (status, claimed_by)
+            for status, claimed_by in session.execute(
+                select(SendBatch.status, SendBatch.claimed_by)
+                .where(SendBatch.campaign_id == cid)
+                .order_by(SendBatch.seq)
+            )
+        ]
+
+
+def test_recording_a_batch_can_claim_the_next_in_the_same_call(
+    db: Database, store: SqlStore, clock: FakeClock
+) -> None:
+    cid = _campaign(db, clock, recipients=25, batch_size=10)
+    first = store.claim(now=clock())
+    assert first is not None and store.mark_submitting(first.id, now=clock())
+    result = MemoryMessenger().send(stub_preparer(first))
+    submission = Policy().settle(result, first.attempts, clock(), random.Random(0))
+    recorded = store.record(first, submission, now=clock(), failed=False, claim_next=True)
+    second = recorded.next_batch
+    assert recorded.accepted == 10 and second is not None and second.id != first.id
+    assert len(second.recipients) == 10 and second.campaign_status == "sending"
+    assert _batch_states(db, cid) == [("done", "w1"), ("claimed", "w1"), ("pending", None)]
+    if db.dialect == "postgresql":  # the next batch is locked to this worker like any claim
+        other = SqlStore(db, worker_id="w2")
+        try:
+            third = other.claim(now=clock())
+            assert third is not None and third.id not in (first.id, second.id)
+            other.release(third.id, not_before=None)
+        finally:
+            other.close()
+    # The last batch claims nothing more, and the campaign finishes with it.
+    for batch in (second, store.claim(now=clock())):
+        assert batch is not None and store.mark_submitting(batch.id, now=clock())
+        result = MemoryMessenger().send(stub_preparer(batch))
+        submission = Policy().settle(result, batch.attempts, clock(), random.Random(0))
+        last = store.record(
+            batch, submission, now=clock(), failed=False, finish=True, claim_next=True
+        )
+    assert last.next_batch is None
+    assert _statuses(db, cid) == {"accepted": 25}
+    with db.session() as session:
+        assert campaigns.get_campaign(cid, session=session).status == "sent"
+
+
+def test_a_running_worker_needs_two_statements_per_batch(
+    db: Database, store: SqlStore, clock: FakeClock
+) -> None:
+    """Claim-and-record in one statement (PostgreSQL), plus the submitting mark."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite runs in-process: its statements are not round trips")
+    cid = _campaign(db, clock, recipients=200, batch_size=10)
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        stats = _worker(store, MemoryMessenger(), clock).run(threading.Event(), until=lambda: True)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert stats.batches == 20 and _statuses(db, cid) == {"accepted": 200}
+    # 20 batches: 40, plus recovery at start and the idle pass that ends the run.
+    assert 2 * 20 <= len(statements) <= 2 * 20 + 6, statements[-8:]
+
+
+class _StopAfterRecord:
+    """A store that has the worker told to stop right after a record claimed ahead."""
+
+    def __init__(self, store: SqlStore, stop: threading.Event) -> None:
+        self.store, self.stop = store, stop
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def record(self, *args: object, **kwargs: object) -> Recorded:
+        recorded = self.store.record(*args, **kwargs)  # type: ignore[arg-type]
+        self.stop.set()
+        return recorded
+
+
+def test_a_batch_claimed_ahead_is_handed_back_when_the_worker_stops(
+    db: Database, store: SqlStore, clock: FakeClock
+) -> None:
+    cid = _campaign(db, clock, recipients=30, batch_size=10)
+    stop = threading.Event()
+    worker = _worker(_StopAfterRecord(store, stop), MemoryMessenger(), clock)  # type: ignore[arg-type]
+    stats = worker.run(stop)
+    assert stats.batches == 1
+    # The second batch was claimed with the first one's record, then released unsent.
+    assert _batch_states(db, cid) == [("done", "w1"), ("pending", None), ("pending", None)]
+    assert _statuses(db, cid) == {"accepted": 10, "queued": 20}
+    _drain(_worker(store, MemoryMessenger(), clock), db, cid)  # nothing was lost
+    assert _statuses(db, cid) == {"accepted": 30}
+
+
+def test_a_stopping_worker_does_not_claim_ahead(
+    db: Database, store: SqlStore, clock: FakeClock
+) -> None:
+    cid = _campaign(db, clock, recipients=30, batch_size=10)
+    stop = threading.Event()
+
+    class StopOnSend(MemoryMessenger):
+        def send(self, batch: MessageBatch) -> BatchResult:
+            stop.set()  # SIGTERM while the first batch is with the provider
+            return super().send(batch)
+
+    _worker(store, StopOnSend(), clock).run(stop)
+    assert _batch_states(db, cid) == [("done", "w1"), ("pending", None), ("pending", None)]
+
+
+def test_sending_history_after_erasure_is_found_by_the_address_hash_alone(
+    db: Database, store: SqlStore, clock: FakeClock
+) -> None:
+    """Erased rows lose their subscriber link; the partial hash index still finds them."""
+    from newsletter.sending.history import sends_for
+    from newsletter.subscribers import service
+    from newsletter.subscribers.addresses import hash_normalised
+    from newsletter.subscribers.store import Actor
+
+    cid = _campaign(db, clock, recipients=3)
+    _drain(_worker(store, MemoryMessenger(), clock), db, cid)
+    gone, kept = hash_normalised("user1@example.org"), hash_normalised("user2@example.org")
+    with db.session() as session:
+        assert service.erase("user1@example.org", session=session, actor=Actor(source="cli"))
+    with db.session() as session:
+        erased = sends_for(gone, session=session)
+        assert [(s["campaign_id"], s["status"]) for s in erased] == [(cid, "accepted")]
+        row = session.get(Delivery, erased[0]["ledger_id"])
+        assert row is not None and row.subscriber_id is None
+        assert [s["status"] for s in sends_for(kept, session=session)] == ["accepted"]
+        assert sends_for(hash_normalised("nobody@example.org"), session=session) == []

@@ -120,9 +120,27 @@ class Worker:
     # --- loop -------------------------------------------------------------------
 
     def run(self, stop: threading.Event, *, until: Callable[[], bool] | None = None) -> WorkerStats:
-        """Work until ``stop`` is set (SIGTERM) or ``until()`` holds; a batch in hand finishes."""
+        """Work until ``stop`` is set (SIGTERM) or ``until()`` holds; a batch in hand finishes.
+
+        While running, recording a batch also claims the next one in the same
+        store call (``claim_next``), unless ``stop`` is set by then; a batch
+        claimed that way and not started when the loop ends is handed back.
+        """
         self._db(self.store.recover, now=self.clock())
         last_recovery = self.clock()
+        self._stop = stop
+        try:
+            self._loop(stop, until, last_recovery)
+        finally:
+            self._stop = None
+            if self._next is not None:
+                batch, self._next = self._next, None
+                self._db(self.store.release, batch.id, not_before=None)
+        return self.stats
+
+    def _loop(
+        self, stop: threading.Event, until: Callable[[], bool] | None, last_recovery: datetime
+    ) -> None:
         while not stop.is_set():
             if self.step():
                 continue
@@ -136,11 +154,12 @@ class Worker:
             if until is not None and self._db(until):
                 break
             self.sleep(self.policy.idle_poll_seconds)
-        return self.stats
 
     def step(self) -> bool:
-        """Claim and process one batch; False if nothing was due."""
-        batch = self._db(self.store.claim, now=self.clock())
+        """Claim and process one batch (or the one claimed with the last record); False if none."""
+        batch, self._next = self._next, None
+        if batch is None:
+            batch = self._db(self.store.claim, now=self.clock())
         if batch is None:
             return False
         self._fire("claimed", batch)
@@ -178,6 +197,8 @@ class Worker:
     # --- one batch --------------------------------------------------------------
 
     _submitted: bool = False
+    _stop: threading.Event | None = None  # set while ``run`` runs: it may claim ahead
+    _next: ClaimedBatch | None = None  # claimed by the last record, not started yet
 
     def process(self, batch: ClaimedBatch) -> None:
         self._submitted = False
@@ -234,9 +255,17 @@ class Worker:
         # Nothing can pause the campaign after this batch, so the store may record it, note
         # the outcome and finish campaigns in one go; otherwise it finishes after the pause.
         quiet = not failed and not result.error
+        ahead = quiet and self._stop is not None and not self._stop.is_set()
         recorded = self._db(
-            self.store.record, batch, submission, now=now, failed=failed, finish=quiet
+            self.store.record,
+            batch,
+            submission,
+            now=now,
+            failed=failed,
+            finish=quiet,
+            claim_next=ahead,
         )
+        self._next = recorded.next_batch
         self.stats.batches += 1
         self.stats.accepted += recorded.accepted
         self.stats.failed += recorded.failed

@@ -1,4 +1,4 @@
-"""PostgreSQL: a batch is claimed in one statement and recorded in another.
+"""PostgreSQL: a batch is claimed in one statement and recorded in another (or the same).
 
 ``SqlStore`` runs these on its lock connection (autocommit, so each statement
 is its own transaction) instead of four and five statements in session
@@ -22,6 +22,11 @@ the same order of effects:
     so it goes only once the batch row is locked by this statement: a worker
     recovering batches (``FOR UPDATE SKIP LOCKED``, then the advisory lock)
     can never see it free while the batch still looks in flight.
+
+``RECORD_AND_CLAIM``
+    both in one statement, for a worker that goes straight on to its next
+    batch: two round trips per batch (this one and the submitting mark)
+    instead of three.
 
 All sub-statements see one snapshot, so the open-batch check for finishing
 treats this batch as closed when this statement closes it.  The ledger rows
@@ -58,9 +63,8 @@ _SKIP_REASON = """
     END
 """
 
-CLAIM = text(
-    f"""
-    WITH picked AS MATERIALIZED (
+_CLAIM_CTES = f"""
+    picked AS MATERIALIZED (
         SELECT b.id, c.issue_id, c.segment_topics, c.status AS campaign_status
         FROM send_batches b JOIN campaigns c ON c.id = b.campaign_id
         WHERE b.status = 'pending' AND (b.not_before IS NULL OR b.not_before <= :now)
@@ -92,6 +96,9 @@ CLAIM = text(
         FROM queued WHERE deliveries.id = queued.did AND queued.reason IS NOT NULL
         RETURNING deliveries.id
     )
+"""
+# A head row (kind 0) for the claimed batch, then one row (kind 1) per eligible recipient.
+_CLAIM_ROWS = """
     SELECT 0 AS kind, CAST(c.id AS BIGINT) AS a, c.campaign_id AS b, c.attempts AS n,
            l.issue_id AS m, (SELECT count(*) FROM skipped) AS k,
            CAST(c.segment AS TEXT) AS t1, CAST(l.segment_topics AS TEXT) AS t2,
@@ -100,13 +107,14 @@ CLAIM = text(
     UNION ALL
     SELECT 1, q.did, q.sid, NULL, NULL, NULL, q.email, q.name, q.eh
     FROM queued q WHERE q.reason IS NULL
-    ORDER BY 1, 2
-    """
-).bindparams(bindparam("now", type_=UTCDateTime))
+"""
 
-RECORD = text(
-    """
-    WITH v AS (
+CLAIM = text(f"WITH {_CLAIM_CTES} {_CLAIM_ROWS} ORDER BY 1, 2").bindparams(
+    bindparam("now", type_=UTCDateTime)
+)
+
+_RECORD_CTES = """
+    v AS (
         SELECT * FROM unnest(
             CAST(:ids AS BIGINT[]), CAST(:states AS VARCHAR[]),
             CAST(:pids AS VARCHAR[]), CAST(:details AS TEXT[])
@@ -164,15 +172,37 @@ RECORD = text(
         WHERE published_at IS NULL AND id IN (SELECT issue_id FROM fin)
         RETURNING id
     )
-    SELECT pg_advisory_unlock(:lock_class, batch.id),
-           (SELECT consecutive_failures FROM camp WHERE camp.id = :campaign_id)
-    FROM batch
-    """
-).bindparams(
+"""
+_RECORD_PARAMS = (
     bindparam("now", type_=UTCDateTime),
     bindparam("wall", type_=UTCDateTime),
     bindparam("b_not_before", type_=UTCDateTime),
 )
+
+RECORD = text(
+    f"""WITH {_RECORD_CTES}
+    SELECT pg_advisory_unlock(:lock_class, batch.id),
+           (SELECT consecutive_failures FROM camp WHERE camp.id = :campaign_id)
+    FROM batch
+    """
+).bindparams(*_RECORD_PARAMS)
+
+# Both in one statement: record a batch and claim the next (one round trip, not two).
+# The row of kind -1 carries RECORD's answer; the claim's rows follow as in CLAIM.  The
+# claim cannot pick the batch being recorded (its snapshot shows it submitting, never
+# pending), and ``fin`` sees a batch claimed here as still pending, so a campaign only
+# finishes once nothing of it is left to claim.
+RECORD_AND_CLAIM = text(
+    f"""WITH {_RECORD_CTES}, {_CLAIM_CTES}
+    SELECT -1 AS kind,
+           CAST(CASE WHEN pg_advisory_unlock(:lock_class, batch.id) THEN 1 ELSE 0 END AS BIGINT),
+           (SELECT consecutive_failures FROM camp WHERE camp.id = :campaign_id),
+           NULL, NULL, NULL, NULL, NULL, NULL
+    FROM batch
+    UNION ALL {_CLAIM_ROWS}
+    ORDER BY 1, 2
+    """
+).bindparams(*_RECORD_PARAMS)
 
 
 def claim_params(lock_class: int, worker_id: str, now: datetime) -> dict[str, Any]:
@@ -224,10 +254,10 @@ def record_params(
         details.append(result.detail[:2000] or None)
     status = outcome["status"]
     return {
-        "ids": ids,
-        "states": states,
-        "pids": pids,
-        "details": details,
+        "ids": "{" + ",".join(map(str, ids)) + "}",
+        "states": array_literal(states),
+        "pids": array_literal(pids),
+        "details": array_literal(details),
         "now": now,
         "wall": utcnow(),  # what the ORM's onupdate would write to campaigns.updated_at
         "batch_id": batch.id,
@@ -244,3 +274,23 @@ def record_params(
         "failed": bool(failed),
         "finish": finish,
     }
+
+
+def array_literal(values: Sequence[str | None]) -> str:
+    """A PostgreSQL array literal of text values, for ``CAST(:param AS ...[])``.
+
+    psycopg adapts a Python list element by element in Python (about 3 ms for
+    a thousand strings, a tenth of a batch's whole cost); one string formatted
+    here costs microseconds, since a batch repeats the same few states,
+    provider ids and details.  Every element is quoted, so only ``"`` and
+    ``\\`` need escaping; ``None`` becomes ``NULL``.
+    """
+    quoted: dict[str | None, str] = {None: "NULL"}
+    parts = []
+    for value in values:
+        part = quoted.get(value)
+        if part is None:
+            escaped = value.replace("\\", "\\\\").replace('"', '\\"')  # type: ignore[union-attr]
+            part = quoted[value] = f'"{escaped}"'
+        parts.append(part)
+    return "{" + ",".join(parts) + "}"

@@ -351,6 +351,7 @@ class SqlStore:
         now: datetime,
         failed: bool | None = None,
         finish: bool = False,
+        claim_next: bool = False,
     ) -> Recorded:
         groups = _group(submission.result.results)
         temporary = groups.get(Outcome.TEMPORARY, [])
@@ -362,6 +363,7 @@ class SqlStore:
         done = not temporary
         outcome = self._batch_outcome(submission, done, now)
         run = 0
+        next_batch: ClaimedBatch | None = None
         if self._postgres:
             settled = [
                 *((r, DeliveryStatus.ACCEPTED) for r in accepted),
@@ -379,8 +381,17 @@ class SqlStore:
                 finish=finish,
             )
             self._held.discard(batch.id)  # released by the statement (or by a lost connection)
-            rows, _ = self._on_locks(pgsql.RECORD, params)
-            run = int(rows[0][1] or 0) if rows else 0
+            if claim_next:
+                params.update(pgsql.claim_params(self._lock_class, self.worker_id, now))
+                rows, _ = self._on_locks(pgsql.RECORD_AND_CLAIM, params)
+                head = [row for row in rows if row[0] < 0]
+                next_batch = pgsql.claimed_batch([row for row in rows if row[0] >= 0])
+                if next_batch is not None:
+                    self._held.add(next_batch.id)
+                run = int(head[0][2] or 0) if head else 0
+            else:
+                rows, _ = self._on_locks(pgsql.RECORD, params)
+                run = int(rows[0][1] or 0) if rows else 0
         else:
             with self.db.session() as session:
                 self._apply(session, accepted, DeliveryStatus.ACCEPTED, now)
@@ -394,6 +405,8 @@ class SqlStore:
                 if finish:
                     _finish_campaigns(session, now)
             self._unlock(batch.id)
+            if claim_next:
+                next_batch = self.claim(now=now)
         return Recorded(
             accepted=len(accepted),
             failed=len(failures),
@@ -401,6 +414,7 @@ class SqlStore:
             unknown=len(unknown),
             batch_done=done,
             failure_run=run,
+            next_batch=next_batch,
         )
 
     @staticmethod

@@ -29,12 +29,15 @@ class Store(Protocol):
         now: datetime,
         failed: bool | None = None,
         finish: bool = False,
+        claim_next: bool = False,
     ) -> Recorded:
         """Apply per-recipient outcomes to the ledger and settle the batch.
 
         With ``failed`` it also does ``note_outcome`` (the run length comes back
         in ``Recorded.failure_run``) and with ``finish`` also ``finish_campaigns``,
-        in the same transaction: one round trip per batch instead of three.
+        in the same transaction: one round trip per batch instead of three.  With
+        ``claim_next`` it then claims the next batch as ``claim`` would (in the
+        same statement where it can) and returns it in ``Recorded.next_batch``.
         """
         ...
 

@@ -42,6 +42,7 @@ class Recorded:
     unknown: int
     batch_done: bool
     failure_run: int = 0  # consecutive failed batches of the campaign, when asked to note it
+    next_batch: ClaimedBatch | None = None  # claimed in the same go, when asked to
 
 
 @dataclass(frozen=True, slots=True)
