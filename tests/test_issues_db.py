@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from issue_helpers import ISSUE_42, SEED_ITEMS, SEED_URLS, import_library
 
 from newsletter.config import Settings
@@ -16,10 +14,8 @@ from newsletter.db import Database
 from newsletter.errors import NotFoundError, StateError, ValidationError
 from newsletter.issues import editor, store
 from newsletter.issues.source import dump_source, load_source, parse_source
-from newsletter.models import Base, Issue, IssueItem, IssueSection
+from newsletter.models import Issue, IssueItem, IssueSection
 from newsletter.resources import library
-
-MY_TABLES = {"issues", "issue_sections", "issue_items"}
 
 
 @pytest.fixture
@@ -41,28 +37,6 @@ def _export(db: Database, number: int) -> str:
     with db.session() as session:
         issue = store.get_issue(number, session=session)
         return dump_source(store.export_source(issue, session=session))
-
-
-def test_migration_matches_the_models(db: Database) -> None:
-    with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-    mine = [d for d in diff if _table_of(d) in MY_TABLES]
-    assert mine == []
-
-
-def _table_of(diff: object) -> str | None:
-    """The table an autogenerate diff entry is about (entries are tuples, or lists of them)."""
-    entry = diff[0] if isinstance(diff, list) else diff
-    assert isinstance(entry, tuple)
-    for part in entry[1:]:
-        if isinstance(part, sa.Table):
-            return part.name
-        table = getattr(part, "table", None)
-        if isinstance(table, sa.Table):
-            return table.name
-        if isinstance(part, str) and part in MY_TABLES:
-            return part
-    return None
 
 
 def test_issue_42_imports_from_the_sample_library(library_db: Database) -> None:

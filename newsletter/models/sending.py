@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -113,21 +114,29 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("campaign_id", "subscriber_id"),
-        Index("ix_deliveries_batch", "batch_id", "status"),
-        Index("ix_deliveries_campaign_status", "campaign_id", "status"),
+        Index("ix_deliveries_batch", "batch_id"),
+        # "What did we send to this address?" after erasure; see migration 0007.
+        Index(
+            "ix_deliveries_erased_hash",
+            "email_hash",
+            postgresql_where=text("subscriber_id IS NULL"),
+            sqlite_where=text("subscriber_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    # campaign_id and batch_id are not foreign keys: the freeze writes both from the rows it
+    # just gated and inserted, and a per-row check cost seconds per million (migration 0007).
+    campaign_id: Mapped[int] = mapped_column(Integer)
     subscriber_id: Mapped[int | None] = mapped_column(
         ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
     )
-    batch_id: Mapped[int | None] = mapped_column(ForeignKey("send_batches.id", ondelete="SET NULL"))
-    email_hash: Mapped[str] = mapped_column(String(64), index=True)
+    batch_id: Mapped[int | None] = mapped_column(Integer)
+    email_hash: Mapped[str] = mapped_column(String(64))
     segment: Mapped[str] = mapped_column(String(1000), default="")
     status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    provider_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    provider_id: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

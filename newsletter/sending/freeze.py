@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 from newsletter.models.base import UTCDateTime
 from newsletter.models.sending import SendBatch
 
+FREEZE_WORK_MEM = "64MB"
+
 NUMBERED = """
     SELECT id AS did, segment AS seg,
            (row_number() OVER (PARTITION BY segment ORDER BY id) - 1) / CAST(:size AS INTEGER)
@@ -131,6 +133,9 @@ def insert_audience(
     params.update(size=batch_size, offset=_last_seq(session, campaign_id))
     chunked = _CHUNKED.format(audience=audience)
     if session.get_bind().dialect.name == "postgresql":
+        # Numbering and ordering a large audience sorts it twice; the default 4 MB sends
+        # both sorts to disk.  LOCAL: for this transaction only.
+        session.execute(text(f"SET LOCAL work_mem = '{FREEZE_WORK_MEM}'"))
         batches = _NEW_BATCHES.format(numbered="numbered") + " RETURNING id, segment, chunk"
         sql = (
             f"WITH numbered AS MATERIALIZED ({chunked}), batches AS ({batches}) "

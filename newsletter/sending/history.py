@@ -2,17 +2,20 @@
 
 The ledger keeps only the address hash (the subscriber link is dropped on
 erasure), so this also answers "what did we send to an erased address?" from
-the hash alone without holding the address.
+the hash alone without holding the address.  Rows of a subscriber who still
+exists are found through ``subscriber_id``; only erased rows need the hash,
+and only they are in its (partial) index.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.models.sending import Campaign, Delivery, TrackingEvent
+from newsletter.models.subscribers import Subscriber
 
 
 def _iso(value: Any) -> str | None:
@@ -24,7 +27,14 @@ def sends_for(email_hash: str, *, session: Session) -> list[dict[str, Any]]:
     rows = session.execute(
         select(Delivery, Campaign.name)
         .join(Campaign, Campaign.id == Delivery.campaign_id)
-        .where(Delivery.email_hash == email_hash)
+        .where(
+            or_(
+                Delivery.subscriber_id.in_(
+                    select(Subscriber.id).where(Subscriber.email_hash == email_hash)
+                ),
+                and_(Delivery.subscriber_id.is_(None), Delivery.email_hash == email_hash),
+            )
+        )
         .order_by(Delivery.id)
     ).all()
     ids = [delivery.id for delivery, _ in rows]
