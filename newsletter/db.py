@@ -81,6 +81,27 @@ class Database:
         self.engine.dispose()
 
 
+AUDIENCE_LOCK = 7302  # advisory-lock class: audience freezes (shared) vs erasures
+
+
+def lock_audience(session: Session, *, exclusive: bool) -> None:
+    """Order audience freezes against erasures, until the transaction ends (PostgreSQL).
+
+    The ledger's ``subscriber_id`` has no foreign key (migration 0007), so
+    nothing else stops a freeze from writing a row for a subscriber that an
+    erasure deletes meanwhile.  Freezes share the lock and never wait for each
+    other; an erasure waits for running freezes, and they for it.  SQLite
+    allows one writer at a time, which already orders them.  The key is mixed
+    with the schema, like the send-batch locks, so schemas don't contend.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    session.execute(
+        text(f"SELECT {function}(:c, hashtext(current_schema()))"), {"c": AUDIENCE_LOCK}
+    )
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` means the database is (momentarily) unreachable rather than a bug.
 

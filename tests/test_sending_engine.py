@@ -550,3 +550,35 @@ def test_sending_history_after_erasure_is_found_by_the_address_hash_alone(
         assert row is not None and row.subscriber_id is None
         assert [s["status"] for s in sends_for(kept, session=session)] == ["accepted"]
         assert sends_for(hash_normalised("nobody@example.org"), session=session) == []
+
+
+def test_an_erasure_waits_for_a_running_freeze_and_freezes_do_not_wait_for_each_other(
+    db: Database, clock: FakeClock
+) -> None:
+    """Without a foreign key, the audience lock keeps a freeze from linking an erased row."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time")
+    from newsletter.db import lock_audience
+    from newsletter.subscribers import service
+    from newsletter.subscribers.store import Actor
+
+    with db.session() as session:
+        add_subscribers(session, 2)
+    freezing, other_freeze = db.session(), db.session()
+    erased = threading.Event()
+
+    def erase() -> None:
+        with db.session() as session:
+            service.erase("user1@example.org", session=session, actor=Actor(source="cli"))
+        erased.set()
+
+    with freezing as first, other_freeze as second:
+        lock_audience(first, exclusive=False)
+        lock_audience(second, exclusive=False)  # returns at once: shared
+        eraser = threading.Thread(target=erase)
+        eraser.start()
+        assert not erased.wait(0.5)  # blocked behind both freezes
+        second.rollback()
+        assert not erased.wait(0.2)
+    eraser.join(timeout=10)  # both ended: the erasure went ahead
+    assert erased.is_set()

@@ -125,12 +125,11 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    # campaign_id and batch_id are not foreign keys: the freeze writes both from the rows it
-    # just gated and inserted, and a per-row check cost seconds per million (migration 0007).
+    # No foreign keys: the freeze writes these from rows it reads or inserts in the same
+    # statement, and a per-row check cost seconds per million (migration 0007).  Erasure
+    # sets subscriber_id to NULL itself (subscribers.service.erase).
     campaign_id: Mapped[int] = mapped_column(Integer)
-    subscriber_id: Mapped[int | None] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
-    )
+    subscriber_id: Mapped[int | None] = mapped_column(Integer, index=True)
     batch_id: Mapped[int | None] = mapped_column(Integer)
     email_hash: Mapped[str] = mapped_column(String(64))
     segment: Mapped[str] = mapped_column(String(1000), default="")

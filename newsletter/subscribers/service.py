@@ -23,8 +23,10 @@ from sqlalchemy import Select, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from newsletter.db import lock_audience
 from newsletter.errors import StateError, TokenError
 from newsletter.models.base import utcnow
+from newsletter.models.sending import Delivery
 from newsletter.models.subscribers import (
     ConsentEvent,
     ConsentKind,
@@ -379,6 +381,14 @@ def erase(email: str, *, session: Session, actor: Actor) -> bool:
         .execution_options(synchronize_session=False)
     )
     if subscriber is not None:
+        # The ledger keeps the row and the hash but loses the link (no foreign key does it).
+        lock_audience(session, exclusive=True)
+        session.execute(
+            update(Delivery)
+            .where(Delivery.subscriber_id == subscriber.id)
+            .values(subscriber_id=None)
+            .execution_options(synchronize_session=False)
+        )
         session.delete(subscriber)  # topics go with it (ORM cascade and ON DELETE CASCADE)
         session.flush()
     erased_by = Actor(source=actor.source)  # no IP or user agent: nothing new about the person

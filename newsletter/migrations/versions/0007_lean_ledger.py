@@ -13,11 +13,13 @@ the 1M freeze on PostgreSQL (BENCHMARKS.md) showed where the time went:
   ``(campaign_id, subscriber_id)`` index serves the campaign's rows) and
   ``status`` inside the batch index: every ledger update changed an indexed
   column, so none could be a heap-only update.
-* the foreign keys to ``campaigns`` and ``send_batches``: one trigger call
-  per row each (about 3.6 s apiece at 1M).  Both are written by the freeze
-  statement itself from the campaign it gated and the batches it inserted,
-  neither campaigns nor batches are ever deleted, so the check can never
-  fail; the key to ``subscribers`` stays (erasure relies on its SET NULL).
+* the three foreign keys: one trigger call per row each, 3.6-4.3 s apiece at
+  1M (the one to ``subscribers`` also locks every subscriber row).  The
+  freeze writes all three from rows it reads or inserts in the same
+  statement; campaigns and batches are never deleted; the one thing the key
+  to ``subscribers`` did, SET NULL when an erasure deletes the subscriber,
+  ``subscribers.service.erase`` now does itself, ordered against running
+  freezes by an advisory lock (``db.lock_audience``).
 
 Revision ID: 0007_lean_ledger
 Revises: 0006_accounts
@@ -44,6 +46,7 @@ def upgrade() -> None:
     with op.batch_alter_table("deliveries") as batch:  # SQLite rebuilds the table
         batch.drop_constraint("fk_deliveries_campaign_id_campaigns", type_="foreignkey")
         batch.drop_constraint("fk_deliveries_batch_id_send_batches", type_="foreignkey")
+        batch.drop_constraint("fk_deliveries_subscriber_id_subscribers", type_="foreignkey")
     op.create_index("ix_deliveries_batch", "deliveries", ["batch_id"])
     op.create_index(
         "ix_deliveries_erased_hash",
@@ -58,6 +61,13 @@ def downgrade() -> None:
     op.drop_index("ix_deliveries_erased_hash", table_name="deliveries")
     op.drop_index("ix_deliveries_batch", table_name="deliveries")
     with op.batch_alter_table("deliveries") as batch:
+        batch.create_foreign_key(
+            "fk_deliveries_subscriber_id_subscribers",
+            "subscribers",
+            ["subscriber_id"],
+            ["id"],
+            ondelete="SET NULL",
+        )
         batch.create_foreign_key(
             "fk_deliveries_batch_id_send_batches",
             "send_batches",
