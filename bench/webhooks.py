@@ -14,7 +14,6 @@ in a fresh process:
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import multiprocessing as mp
@@ -224,20 +223,12 @@ def _serve(target: Target, public_key: str, port: int) -> None:
 
 def ingest_http(target: Target, bodies: list[bytes]) -> IngestRun:
     """Signed posts to ``/webhooks/sendgrid`` served by uvicorn in another process."""
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from newsletter.testing.webhook_signer import Signer
 
-    from newsletter.tracking.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
-
-    private = ec.generate_private_key(ec.SECP256R1())
-    der = private.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    signer = Signer.new()
     port = _free_port()
     ctx = mp.get_context("spawn")
-    server = ctx.Process(
-        target=_serve, args=(target, base64.b64encode(der).decode(), port), daemon=True
-    )
+    server = ctx.Process(target=_serve, args=(target, signer.public_b64, port), daemon=True)
     server.start()
     try:
         deadline = time.monotonic() + 60
@@ -253,14 +244,7 @@ def ingest_http(target: Target, bodies: list[bytes]) -> IngestRun:
         totals = {"stored": 0, "duplicates": 0, "suppressed": 0, "received": 0}
         start = time.monotonic()
         for body in bodies:
-            stamp = str(int(time.time()))
-            signature = private.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-            headers = {
-                SIGNATURE_HEADER: base64.b64encode(signature).decode(),
-                TIMESTAMP_HEADER: stamp,
-                "Content-Type": "application/json",
-            }
-            conn.request("POST", "/webhooks/sendgrid", body=body, headers=headers)
+            conn.request("POST", "/webhooks/sendgrid", body=body, headers=signer.headers(body))
             response = conn.getresponse()
             answer = json.loads(response.read())
             if response.status != 200:

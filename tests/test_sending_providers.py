@@ -32,12 +32,12 @@ from newsletter.sending.engine import Policy, Worker
 from newsletter.sending.sqlstore import SqlStore
 from newsletter.testing.fake_sendgrid import FakeSendGrid, Reply
 from newsletter.testing.smtp_sink import SmtpSink
+from newsletter.testing.webhook_signer import Signer
 from newsletter.transports.sendgrid import SendGridMessenger
 from newsletter.transports.smtp import SMTPMessenger
 from newsletter.web import create_app
 from tests.issue_helpers import ISSUE_42, import_library
 from tests.sending_helpers import FakeClock, NoChecks, add_subscribers, make_issue, stub_preparer
-from tests.test_tracking import Signer
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "SG.test-key"

@@ -7,11 +7,8 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -21,33 +18,11 @@ from newsletter.models import Delivery, Subscriber, Suppression, TrackingEvent
 from newsletter.sending import campaigns
 from newsletter.sending.engine import Policy, Worker
 from newsletter.sending.sqlstore import SqlStore
-from newsletter.tracking.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from newsletter.testing.webhook_signer import Signer
+from newsletter.tracking.signature import SIGNATURE_HEADER
 from newsletter.transports import MemoryMessenger
 from newsletter.web import create_app
 from tests.sending_helpers import FakeClock, NoChecks, add_subscribers, make_issue, stub_preparer
-
-
-@dataclass
-class Signer:
-    private: ec.EllipticCurvePrivateKey
-    public_b64: str
-
-    @classmethod
-    def new(cls) -> Signer:
-        private = ec.generate_private_key(ec.SECP256R1())
-        der = private.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return cls(private, base64.b64encode(der).decode())
-
-    def headers(self, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-        stamp = str(timestamp if timestamp is not None else int(time.time()))
-        signature = self.private.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-        return {
-            SIGNATURE_HEADER: base64.b64encode(signature).decode(),
-            TIMESTAMP_HEADER: stamp,
-            "content-type": "application/json",
-        }
 
 
 @pytest.fixture

@@ -11,9 +11,6 @@ the report, and looks up a subscriber.  Screenshots of every main page go to
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import select, update
 
 from newsletter.admin import users
@@ -35,6 +31,7 @@ from newsletter.subscribers import service as service_subscribers
 from newsletter.subscribers.service import SignupRequest
 from newsletter.subscribers.store import Actor
 from tests.admin_helpers import fast_hashing  # noqa: F401 - autouse fixture
+from tests.browser_helpers import CHROMIUM_ARGS, chromium, free_port, serve
 from tests.issue_helpers import import_library
 from tests.sending_helpers import add_subscribers
 
@@ -42,10 +39,6 @@ pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync",
-]  # fmt: skip
 DESKTOP = {"width": 1440, "height": 1000}
 PHONE = {"width": 390, "height": 844}
 PASSWORD = "correct horse battery staple"
@@ -53,21 +46,6 @@ PLACEHOLDER_SVG = (
     b'<svg xmlns="http://www.w3.org/2000/svg" width="800" height="500">'
     b'<rect width="800" height="500" fill="#7f9fb3"/></svg>'
 )
-
-
-def chromium() -> str:
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(path).exists():
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is required in CI")
-        pytest.skip("Chromium is not installed")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -94,20 +72,10 @@ def site(make_settings: Callable[..., Settings], seeds_dir: Path) -> Iterator[Si
     from newsletter.web import create_app
 
     app = create_app(settings, db)  # the configured transport: the outbox
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
     try:
-        yield Site(f"http://127.0.0.1:{port}", db, settings)
+        with serve(app, port) as url:
+            yield Site(url, db, settings)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         db.dispose()
 
 
@@ -125,13 +93,6 @@ def add_reader_with_history(session: Any, settings: Settings) -> None:
         outcome.subscriber, session=session, actor=Actor(source="web:preferences"),
         allowed_topics=topics, topics=topics[1:3], paused_until=None,
     )  # fmt: skip
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture

@@ -7,11 +7,7 @@ widths go to ``$SCREENSHOT_DIR`` (or the test's temp folder) for review.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,36 +15,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 
 from newsletter.config import Settings
 from newsletter.db import Database, connect
 from newsletter.transports import MemoryMessenger
 from newsletter.web import create_app
+from tests.browser_helpers import CHROMIUM_ARGS, chromium, free_port, serve
 
 pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync",
-]  # fmt: skip
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
-
-
-def chromium() -> str:
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(path).exists():
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is required in CI")
-        pytest.skip("Chromium is not installed")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -75,28 +52,11 @@ def site(make_settings: Callable[..., Settings]) -> Iterator[Site]:
     db = connect(settings)
     messenger = MemoryMessenger()
     app = create_app(settings, db, messenger=messenger)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
     try:
-        yield Site(f"http://127.0.0.1:{port}", db, messenger)
+        with serve(app, port) as url:
+            yield Site(url, db, messenger)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         db.dispose()
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture

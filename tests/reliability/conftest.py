@@ -12,9 +12,9 @@ from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.issues.source import load_source
 from newsletter.issues.store import import_source
+from newsletter.testing.webhook_signer import Signer
 from tests.conftest import PG_URL
 from tests.issue_helpers import ISSUE_42, import_library
-from tests.reliability.helpers import Signer
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ Message-ID) to how many times the provider *took* that recipient's message.
 from __future__ import annotations
 
 import asyncio
-import base64
 import email
 import os
 import shutil
@@ -26,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
 from newsletter.config import Settings
@@ -36,7 +33,6 @@ from newsletter.models import Campaign, Delivery, Subscriber
 from newsletter.models.sending import FINAL_STATES, DeliveryStatus
 from newsletter.sending import campaigns
 from newsletter.testing.smtp_sink import SmtpSink, _Handler
-from newsletter.tracking.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from newsletter.transports.base import (
     BatchResult,
     MessageBatch,
@@ -306,31 +302,6 @@ def statuses(db: Database, campaign_id: int) -> Counter[str]:
 
 
 # --------------------------------------------------------------------------- webhooks
-
-
-@dataclass
-class Signer:
-    """Signs webhook bodies the way SendGrid does (ECDSA P-256 over timestamp + body)."""
-
-    private: ec.EllipticCurvePrivateKey
-    public_b64: str
-
-    @classmethod
-    def new(cls) -> Signer:
-        private = ec.generate_private_key(ec.SECP256R1())
-        der = private.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return cls(private, base64.b64encode(der).decode())
-
-    def headers(self, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-        stamp = str(timestamp if timestamp is not None else int(time.time()))
-        signature = self.private.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-        return {
-            SIGNATURE_HEADER: base64.b64encode(signature).decode(),
-            TIMESTAMP_HEADER: stamp,
-            "content-type": "application/json",
-        }
 
 
 # --------------------------------------------------------------------------- SMTP

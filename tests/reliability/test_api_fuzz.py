@@ -26,10 +26,10 @@ from newsletter.db import Database
 from newsletter.subscribers import service
 from newsletter.subscribers.store import CLI
 from newsletter.subscribers.tokens import Purpose, tokens_for
+from newsletter.testing.webhook_signer import Signer
 from newsletter.transports import MemoryMessenger
 from newsletter.web import create_app
 from newsletter.web.limits import RateLimits
-from tests.reliability.helpers import Signer
 
 
 @pytest.fixture

@@ -28,10 +28,10 @@ from newsletter.models import Delivery, Subscriber, Suppression, TrackingEvent
 from newsletter.sending import campaigns
 from newsletter.sending.engine import Policy, Worker
 from newsletter.sending.sqlstore import SqlStore
+from newsletter.testing.webhook_signer import Signer
 from newsletter.tracking.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from newsletter.transports import MemoryMessenger
 from newsletter.web import create_app
-from tests.reliability.helpers import Signer
 from tests.sending_helpers import FakeClock, NoChecks, add_subscribers, make_issue, stub_preparer
 
 URL = "/webhooks/sendgrid"
