@@ -27,6 +27,7 @@ import random
 import re
 import sys
 from collections.abc import Callable
+from email.headerregistry import HeaderRegistry, UnstructuredHeader
 from email.utils import formatdate
 from typing import Any
 
@@ -45,6 +46,7 @@ _TEXT = re.compile(r"[!-~]+(?: [!-~]+)*")  # printable ASCII words, single space
 _MESSAGE_ID = re.compile(r"<[A-Za-z0-9._-]+@[A-Za-z0-9.-]+>")
 _LONGEST_HEADER = 900  # well under the policy's 998: nothing gets folded
 _BOUNDARY_WIDTH = len(repr(sys.maxsize - 1))  # as email.generator
+_HEADERS = HeaderRegistry()
 _PROBES = 3  # recipients tried as the probe (each costs one standard rendering)
 
 
@@ -185,6 +187,11 @@ class _Body:
         return "\r\n".join(out).encode("ascii")
 
 
+def _unstructured(name: str) -> bool:
+    """Whether the email package writes this header's value as given (Subject, List-*, ...)."""
+    return issubclass(_HEADERS[name], UnstructuredHeader)
+
+
 class BatchWire:
     """``render(batch, rcpt, msg_id)`` for every recipient of one batch, mostly without MIME."""
 
@@ -322,6 +329,8 @@ class BatchWire:
                     return False
                 date = matched.group(1).decode("ascii")
             varies = key in ("To", "Date", "Message-ID", "Content-Type") or self._slots.get(key)
+            if self._slots.get(key) and not _unstructured(key):
+                return False  # the email package parses (and may rewrite) a filled Cc, Reply-To...
             layout.append((key, b"" if varies else line + b"\r\n"))
         if date is None or [k for k, _ in layout].count("Content-Type") != 1:
             return False
