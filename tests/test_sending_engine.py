@@ -26,7 +26,7 @@ from newsletter.models.sending import FINAL_STATES
 from newsletter.sending import campaigns
 from newsletter.sending.engine import Policy, Worker
 from newsletter.sending.sqlstore import SqlStore
-from newsletter.sending.types import Recorded
+from newsletter.sending.types import ClaimedBatch, Recorded
 from newsletter.transports import MemoryMessenger, Outcome
 from newsletter.transports.base import BatchResult, MessageBatch, uniform
 from tests.sending_helpers import FakeClock, NoChecks, add_subscribers, make_issue, stub_preparer
@@ -438,7 +438,7 @@ def test_recording_a_batch_can_claim_the_next_in_the_same_call(
     recorded = store.record(first, submission, now=clock(), failed=False, claim_next=True)
     second = recorded.next_batch
     assert recorded.accepted == 10 and second is not None and second.id != first.id
-    assert len(second.recipients) == 10 and second.campaign_status == "sending"
+    assert len(second.recipients) == 10
     assert _batch_states(db, cid) == [("done", "w1"), ("claimed", "w1"), ("pending", None)]
     if db.dialect == "postgresql":  # the next batch is locked to this worker like any claim
         other = SqlStore(db, worker_id="w2")
@@ -582,3 +582,50 @@ def test_an_erasure_waits_for_a_running_freeze_and_freezes_do_not_wait_for_each_
         assert not erased.wait(0.2)
     eraser.join(timeout=10)  # both ended: the erasure went ahead
     assert erased.is_set()
+
+
+def test_a_campaign_paused_while_a_batch_is_prepared_holds_that_batch_back(
+    db: Database, store: SqlStore, clock: FakeClock
+) -> None:
+    """The last check before the provider call is the campaign's status, with the mark."""
+    cid = _campaign(db, clock, recipients=20, batch_size=10)
+
+    def pause_then_prepare(batch: ClaimedBatch) -> MessageBatch:
+        with db.session() as session:
+            campaigns.pause_campaign(cid, session=session, reason="admin pressed pause")
+        return stub_preparer(batch)
+
+    messenger = MemoryMessenger()
+    worker = Worker(store, messenger, pause_then_prepare, clock=clock, sleep=clock.sleep)
+    stats = worker.run(threading.Event(), until=lambda: True)
+    assert messenger.sent == [] and stats.batches == 0
+    assert _batch_states(db, cid) == [("pending", None), ("pending", None)]
+    assert _statuses(db, cid) == {"queued": 20}
+    with db.session() as session:
+        campaigns.resume_campaign(cid, session=session)
+    _drain(_worker(store, messenger, clock), db, cid)  # the batch was handed back whole
+    assert _statuses(db, cid) == {"accepted": 20} and len(messenger.sent) == 20
+
+
+def test_marking_a_batch_of_a_stopped_campaign_hands_it_back(
+    db: Database, store: SqlStore, clock: FakeClock
+) -> None:
+    cid = _campaign(db, clock, recipients=10)
+    batch = store.claim(now=clock())
+    assert batch is not None
+    with db.session() as session:
+        campaigns.pause_campaign(cid, session=session, reason="paused")
+    assert store.mark_submitting(batch.id, now=clock()) is False
+    assert _batch_states(db, cid) == [("pending", None)]
+    assert store.mark_submitting(batch.id, now=clock()) is False  # not ours any more
+    with db.session() as session:
+        campaigns.resume_campaign(cid, session=session)
+    # Another worker can have it: its advisory lock went with it (SQLite: one worker).
+    claimer = SqlStore(db, worker_id="w2") if db.dialect == "postgresql" else store
+    try:
+        again = claimer.claim(now=clock())
+        assert again is not None and again.id == batch.id
+        assert claimer.mark_submitting(again.id, now=clock()) is True
+    finally:
+        if claimer is not store:
+            claimer.close()

@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import ParamSpec, TypeVar
 
 from newsletter.errors import DatabaseError, NewsletterError, ValidationError
-from newsletter.models.sending import CampaignStatus
 from newsletter.sending.store import Store
 from newsletter.sending.types import ClaimedBatch, Submission
 from newsletter.transports.base import BatchResult, MessageBatch, Messenger, Outcome, uniform
@@ -201,14 +200,13 @@ class Worker:
     _next: ClaimedBatch | None = None  # claimed by the last record, not started yet
 
     def process(self, batch: ClaimedBatch) -> None:
+        """Prepare, mark submitting, send, record.
+
+        The campaign was sending when the batch was claimed; whether it still
+        is gets checked by ``mark_submitting``, the last step before the
+        provider call, so a pause during preparing or throttling holds it back.
+        """
         self._submitted = False
-        status = batch.campaign_status
-        if status is None or self.hook is not None:
-            # The claim read it in the same statement; read again only if a hook ran since.
-            status = self._db(self.store.campaign_status, batch.campaign_id)
-        if status != CampaignStatus.SENDING:
-            self._db(self.store.release, batch.id, not_before=None)
-            return
         if not batch.recipients:
             self._settle(batch, BatchResult(()))
             return
@@ -220,7 +218,7 @@ class Worker:
             return
         self.throttle.wait(len(batch.recipients))
         if not self._db(self.store.mark_submitting, batch.id, now=self.clock()):
-            log.warning("batch %s was taken from this worker; not sending it", batch.id)
+            log.info("batch %s not sent: its campaign stopped, or it was taken over", batch.id)
             return
         self._submitted = True
         self._fire("submitting", batch)

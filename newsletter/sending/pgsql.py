@@ -65,7 +65,7 @@ _SKIP_REASON = """
 
 _CLAIM_CTES = f"""
     picked AS MATERIALIZED (
-        SELECT b.id, c.issue_id, c.segment_topics, c.status AS campaign_status
+        SELECT b.id, c.issue_id, c.segment_topics
         FROM send_batches b JOIN campaigns c ON c.id = b.campaign_id
         WHERE b.status = 'pending' AND (b.not_before IS NULL OR b.not_before <= :now)
           AND c.status = 'sending'
@@ -102,7 +102,7 @@ _CLAIM_ROWS = """
     SELECT 0 AS kind, CAST(c.id AS BIGINT) AS a, c.campaign_id AS b, c.attempts AS n,
            l.issue_id AS m, (SELECT count(*) FROM skipped) AS k,
            CAST(c.segment AS TEXT) AS t1, CAST(l.segment_topics AS TEXT) AS t2,
-           CAST(l.campaign_status AS TEXT) AS t3
+           CAST(NULL AS TEXT) AS t3
     FROM claimed c JOIN locked l ON l.id = c.id
     UNION ALL
     SELECT 1, q.did, q.sid, NULL, NULL, NULL, q.email, q.name, q.eh
@@ -205,6 +205,34 @@ RECORD_AND_CLAIM = text(
 ).bindparams(*_RECORD_PARAMS)
 
 
+# Mark a batch submitting if it is still this worker's and its campaign still sending;
+# if the campaign stopped, hand the batch back (pending, unlocked) instead.  Answers
+# (marked, released).
+MARK_SUBMITTING = text(
+    """
+    WITH mine AS MATERIALIZED (
+        SELECT b.id, c.status = 'sending' AS go
+        FROM send_batches b JOIN campaigns c ON c.id = b.campaign_id
+        WHERE b.id = :batch_id AND b.status IN ('claimed', 'submitting')
+          AND b.claimed_by = :worker
+        FOR UPDATE OF b
+    ),
+    marked AS (
+        UPDATE send_batches SET status = 'submitting', submitted_at = :now
+        FROM mine WHERE send_batches.id = mine.id AND mine.go
+        RETURNING send_batches.id
+    ),
+    released AS (
+        UPDATE send_batches SET status = 'pending', claimed_by = NULL
+        FROM mine WHERE send_batches.id = mine.id AND NOT mine.go
+        RETURNING send_batches.id
+    )
+    SELECT (SELECT count(*) FROM marked) > 0,
+           (SELECT bool_and(pg_advisory_unlock(:lock_class, id)) FROM released) IS NOT NULL
+    """
+).bindparams(bindparam("now", type_=UTCDateTime))
+
+
 def claim_params(lock_class: int, worker_id: str, now: datetime) -> dict[str, Any]:
     return {"lock_class": lock_class, "worker": worker_id, "now": now}
 
@@ -213,7 +241,7 @@ def claimed_batch(rows: Sequence[Row[Any]]) -> ClaimedBatch | None:
     """The batch from ``CLAIM``'s rows: a head row, then its eligible recipients by ledger id."""
     if not rows:
         return None
-    _kind, batch_id, campaign_id, attempts, issue_id, skipped, segment, topics, status = rows[0]
+    _kind, batch_id, campaign_id, attempts, issue_id, skipped, segment, topics, _ = rows[0]
     return ClaimedBatch(
         id=int(batch_id),
         campaign_id=campaign_id,
@@ -222,7 +250,6 @@ def claimed_batch(rows: Sequence[Row[Any]]) -> ClaimedBatch | None:
         attempts=attempts,
         recipients=tuple(Addressee(r[1], r[2], r[6], r[7], r[8]) for r in rows[1:]),
         skipped=int(skipped),
-        campaign_status=status,
     )
 
 

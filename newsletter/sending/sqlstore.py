@@ -221,7 +221,6 @@ class SqlStore:
             attempts=attempts + 1,
             recipients=tuple(recipients),
             skipped=skipped,
-            campaign_status=CampaignStatus.SENDING,  # the claim query required it
         )
 
     def _on_locks(
@@ -313,20 +312,35 @@ class SqlStore:
     def mark_submitting(self, batch_id: int, *, now: datetime) -> bool:
         # SUBMITTING by this very worker too: a retry after a commit whose answer was lost
         # with the connection.  The provider has not been called yet either way.
-        statement = (
-            update(SendBatch)
-            .where(
-                SendBatch.id == batch_id,
-                SendBatch.status.in_((BatchStatus.CLAIMED, BatchStatus.SUBMITTING)),
-                SendBatch.claimed_by == self.worker_id,
-            )
-            .values(status=BatchStatus.SUBMITTING, submitted_at=now)
-        )
-        if self._postgres:  # autocommit: committed when it returns, as below
-            return self._on_locks(statement)[1] == 1
+        if self._postgres:  # one autocommit statement: committed when it returns
+            rows, _ = self._on_locks(
+                pgsql.MARK_SUBMITTING,
+                {"batch_id": batch_id, "worker": self.worker_id, "now": now,
+                 "lock_class": self._lock_class},
+            )  # fmt: skip
+            marked, released = rows[0]
+            if released:
+                self._held.discard(batch_id)
+            return bool(marked)
         with self.db.session() as session:
-            result = session.execute(statement)
-            return _rowcount(result) == 1
+            sending = session.scalar(
+                select(Campaign.status == CampaignStatus.SENDING)
+                .join(SendBatch, SendBatch.campaign_id == Campaign.id)
+                .where(
+                    SendBatch.id == batch_id,
+                    SendBatch.status.in_(IN_FLIGHT),
+                    SendBatch.claimed_by == self.worker_id,
+                )
+            )
+            if sending is None:
+                return False  # not ours any more
+            if not sending:
+                _set_batch(session, batch_id, status=BatchStatus.PENDING, claimed_by=None)
+            else:
+                _set_batch(session, batch_id, status=BatchStatus.SUBMITTING, submitted_at=now)
+        if not sending:
+            self._unlock(batch_id)
+        return bool(sending)
 
     @_mapped
     def release(self, batch_id: int, *, not_before: datetime | None) -> None:
@@ -471,11 +485,6 @@ class SqlStore:
         )
 
     # --- campaign state -------------------------------------------------------
-
-    @_mapped
-    def campaign_status(self, campaign_id: int) -> str:
-        with self.db.session() as session:
-            return str(session.scalar(select(Campaign.status).where(Campaign.id == campaign_id)))
 
     @_mapped
     def note_outcome(self, campaign_id: int, *, failed: bool) -> int:

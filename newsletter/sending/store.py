@@ -18,7 +18,12 @@ class Store(Protocol):
         ...
 
     def mark_submitting(self, batch_id: int, *, now: datetime) -> bool:
-        """Commit 'maybe sent from here on' before the provider call; False if we lost the batch."""
+        """Commit 'maybe sent from here on' before the provider call, if it may still go.
+
+        False if the batch is not this worker's any more (recovered after a
+        lost connection), or if its campaign stopped sending (paused,
+        cancelled): then the batch is handed back unsent in the same step.
+        """
         ...
 
     def record(
@@ -44,8 +49,6 @@ class Store(Protocol):
     def release(self, batch_id: int, *, not_before: datetime | None) -> None:
         """Hand a claimed batch back unsent (shutdown, paused campaign)."""
         ...
-
-    def campaign_status(self, campaign_id: int) -> str: ...
 
     def note_outcome(self, campaign_id: int, *, failed: bool) -> int:
         """Track consecutive failed batches; returns the current run length."""

@@ -28,8 +28,6 @@ class ClaimedBatch:
     attempts: int
     recipients: tuple[Addressee, ...]
     skipped: int = 0
-    # Its campaign's status as read by the claim itself (None: the store did not read it).
-    campaign_status: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
