@@ -5,8 +5,9 @@
   signed links (``IssuePreparer``), the same messenger and payloads, posted to
   the same local server.  ``build_only`` stops before the POST.
 * SMTP: messages built once beforehand (real Issue 42 MIME bytes for 1000
-  recipients, reused in turn) pushed with ``smtplib`` over the same number of
-  connections into the same sink.
+  recipients, reused in turn) pushed with ``smtplib`` into the same sink from
+  as many processes as the campaign has workers, each over as many
+  connections as a worker holds.
 * Outbox: the same pre-built bytes written through the outbox's own writer
   (temporary file, fsync, rename).
 
@@ -178,7 +179,13 @@ def _prebuilt(target: Target, content: Any, count: int) -> list[tuple[str, bytes
 
 
 def _smtp(
-    target: Target, content: Any, count: int, host: str, port: int, connections: int
+    target: Target,
+    content: Any,
+    count: int,
+    host: str,
+    port: int,
+    connections: int,
+    start_line: Any = None,
 ) -> dict[str, Any]:
     messages = _prebuilt(target, content, count)
     sender = target.settings().from_email
@@ -200,6 +207,8 @@ def _smtp(
         finally:
             conn.quit()
 
+    if start_line is not None:
+        start_line.wait()  # every process has built its messages
     cpu0 = _cpu()
     start = time.monotonic()
     threads = [threading.Thread(target=work) for _ in range(connections)]
@@ -207,19 +216,60 @@ def _smtp(
         thread.start()
     for thread in threads:
         thread.join()
+    end = time.monotonic()
     return {
         "messages": count,
-        "seconds": time.monotonic() - start,
+        "seconds": end - start,
         "cpu_seconds": _cpu() - cpu0,
         "calls": count,
+        "span": (start, end),
     }
 
 
 def smtp(
-    target: Target, content: Any, count: int, host: str, port: int, *, connections: int = 2
+    target: Target,
+    content: Any,
+    count: int,
+    host: str,
+    port: int,
+    *,
+    processes: int = 1,
+    connections: int = 2,
 ) -> FloorRun:
-    """Push ``count`` pre-built messages into the sink over ``connections`` connections."""
-    return _spawn(_smtp, target, content, count, host, port, connections)
+    """Push ``count`` pre-built messages into the sink from ``processes`` processes.
+
+    Each process pushes its share over ``connections`` connections (threads),
+    laid out like the campaign it is compared with: one process per worker,
+    each with the SMTP messenger's two connections.  The time is from the
+    first process's start to the last one's end (``CLOCK_MONOTONIC`` is
+    shared by processes).
+    """
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    start_line = ctx.Barrier(processes)
+    shares = [count // processes + (i < count % processes) for i in range(processes)]
+    procs = [
+        ctx.Process(
+            target=_child,
+            args=(_smtp, results, target, content, share, host, port, connections, start_line),
+            daemon=True,
+        )
+        for share in shares
+    ]
+    for proc in procs:
+        proc.start()
+    outs = [results.get(timeout=3600) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=30)
+    errors = [out["error"] for out in outs if "error" in out]
+    if errors:
+        raise RuntimeError("\n".join(errors))
+    return FloorRun(
+        messages=sum(out["messages"] for out in outs),
+        seconds=max(out["span"][1] for out in outs) - min(out["span"][0] for out in outs),
+        cpu_seconds=sum(out["cpu_seconds"] for out in outs),
+        calls=sum(out["calls"] for out in outs),
+    )
 
 
 def _outbox(target: Target, content: Any, count: int) -> dict[str, Any]:

@@ -54,13 +54,13 @@ def _size(n: int) -> str:
     )
 
 
-def smtp_floor(connections: int) -> str:
-    return "smtp" if connections == 2 else f"smtp, {connections} connections"
+def smtp_floor(processes: int) -> str:
+    return "smtp" if processes == 1 else f"smtp, {processes} processes"
 
 
 def floor_kind(transport: str, workers: int) -> str:
-    """The floor a campaign is compared with: SMTP over as many connections as its workers hold."""
-    return smtp_floor(2 * workers) if transport == "smtp" else transport
+    """The floor a campaign is compared with: SMTP from as many processes as it has workers."""
+    return smtp_floor(workers) if transport == "smtp" else transport
 
 
 def floor_rate(results: dict[str, Any], kind: str, size: int) -> float:

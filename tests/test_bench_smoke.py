@@ -64,7 +64,7 @@ def test_floors_and_webhooks_are_measured(results: dict[str, object]) -> None:
         "sendgrid",
         "sendgrid build only",
         "smtp",
-        "smtp, 4 connections",
+        "smtp, 2 processes",
         "outbox",
     }
     for floor in floors:
