@@ -50,13 +50,7 @@ class ChildReport:
     statements: dict[str, int] = field(default_factory=dict)
     commits: int = 0
     compilations: int = 0
-    batches: int = 0
-    accepted: int = 0
-    failed: int = 0
-    requeued: int = 0
-    unknown: int = 0
-    skipped: int = 0
-    paused: list[str] = field(default_factory=list)
+    worker: dict[str, Any] = field(default_factory=dict)  # the engine's WorkerStats, as a dict
     error: str | None = None
 
 
@@ -187,9 +181,7 @@ def _child(job: Job, index: int, ready: Any, begin: Any, frozen: Any, report: Ch
     report.peak_kb = proc_status("VmHWM")
     report.statements = dict(counts)
     report.compilations = sum(p.renderer.stats.compilations for p in preparers)
-    report.batches, report.accepted, report.failed = stats.batches, stats.accepted, stats.failed
-    report.requeued, report.unknown, report.skipped = stats.requeued, stats.unknown, stats.skipped
-    report.paused = list(stats.paused)
+    report.worker = asdict(stats)
 
 
 def create_campaign(target: Target) -> int:

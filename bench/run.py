@@ -91,7 +91,7 @@ def summarize(
     first = reports[0]
     start = min(r.t_start for r in reports)
     end = max(r.t_end for r in reports)
-    recipients = sum(r.accepted for r in reports)
+    recipients = sum(r.worker["accepted"] for r in reports)
     freeze = first.t_frozen - first.t_start
     statements = sum(sum(r.statements.values()) for r in reports)
     if recipients != expected:
@@ -117,7 +117,7 @@ def summarize(
             if all(r.db_cpu_seconds is not None for r in reports)
             else None
         ),
-        "batches": sum(r.batches for r in reports),
+        "batches": sum(r.worker["batches"] for r in reports),
         "workers": len(reports),
     }
 
