@@ -133,3 +133,16 @@ def sqlite_db(sqlite_settings: Settings) -> Iterator[Database]:
         yield database
     finally:
         database.dispose()
+
+
+@pytest.fixture
+def issue42(db: Database, settings: Settings, seeds_dir: Path) -> Database:
+    """The database with the seed library and Issue 42 imported (what real campaigns send)."""
+    from newsletter.issues.source import load_source
+    from newsletter.issues.store import import_source
+    from tests.issue_helpers import ISSUE_42, import_library
+
+    with db.session() as session:
+        import_library(seeds_dir, session=session, settings=settings)
+        import_source(load_source(ISSUE_42), session=session)
+    return db

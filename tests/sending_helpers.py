@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from newsletter.db import Database
 from newsletter.message import RenderedEmail, Template, placeholder
 from newsletter.models import Issue, Subscriber, SubscriberTopic
 from newsletter.sending.types import ClaimedBatch
@@ -131,3 +133,47 @@ class NoChecks:
 
     def preflight(self, issue_id: int) -> None:
         return None
+
+
+def started_campaign(
+    db: Database, clock: FakeClock, *, recipients: int, batch_size: int = 1000
+) -> int:
+    """Issue 42 (a stub), ``recipients`` confirmed subscribers, a campaign started for them."""
+    from newsletter.sending import campaigns
+
+    with db.session() as session:
+        make_issue(session)
+        add_subscribers(session, recipients)
+        cid = campaigns.create_campaign(42, session=session).id
+    with db.session() as session:
+        campaigns.start_campaign(
+            cid, session=session, checks=NoChecks(), batch_size=batch_size, now=clock()
+        )
+    return cid
+
+
+def sent_campaign(db: Database, *, recipients: int = 5) -> dict[str, int]:
+    """A campaign sent through the engine to the memory messenger: ledger id by address."""
+    from newsletter.models import Delivery
+    from newsletter.sending.engine import Policy, Worker
+    from newsletter.sending.sqlstore import SqlStore
+    from newsletter.transports import MemoryMessenger
+
+    clock = FakeClock()
+    started_campaign(db, clock, recipients=recipients)
+    store = SqlStore(db, worker_id="sent-campaign")
+    try:
+        worker = Worker(
+            store=store, messenger=MemoryMessenger(), prepare=stub_preparer, policy=Policy(),
+            clock=clock, sleep=clock.sleep,
+        )  # fmt: skip
+        worker.run(threading.Event(), until=lambda: True)
+    finally:
+        store.close()
+    with db.session() as session:
+        rows = session.execute(
+            select(Subscriber.email, Delivery.id).join(
+                Delivery, Delivery.subscriber_id == Subscriber.id
+            )
+        ).all()
+    return {str(email): int(did) for email, did in rows}

@@ -12,22 +12,11 @@ from sqlalchemy import select
 from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.errors import PreflightError
-from newsletter.issues.source import load_source
-from newsletter.issues.store import import_source
 from newsletter.models import Delivery, Subscriber, SubscriberTopic
 from newsletter.sending import campaigns, service
 from newsletter.subscribers.tokens import Purpose, tokens_for
 from newsletter.transports import MemoryMessenger
-from tests.issue_helpers import ISSUE_42, import_library
 from tests.sending_helpers import add_subscribers
-
-
-@pytest.fixture
-def issue42(db: Database, settings: Settings, seeds_dir: Path) -> Database:
-    with db.session() as session:
-        import_library(seeds_dir, session=session, settings=settings)
-        import_source(load_source(ISSUE_42), session=session)
-    return db
 
 
 def _campaign(db: Database, settings: Settings, **kwargs: object) -> int:

@@ -24,8 +24,6 @@ from sqlalchemy import select
 
 from newsletter.config import Settings
 from newsletter.db import Database
-from newsletter.issues.source import load_source
-from newsletter.issues.store import import_source
 from newsletter.models import Delivery, SendBatch, Subscriber
 from newsletter.sending import campaigns, service
 from newsletter.sending.engine import Policy, Worker
@@ -36,8 +34,12 @@ from newsletter.testing.webhook_signer import Signer
 from newsletter.transports.sendgrid import SendGridMessenger
 from newsletter.transports.smtp import SMTPMessenger
 from newsletter.web import create_app
-from tests.issue_helpers import ISSUE_42, import_library
-from tests.sending_helpers import FakeClock, NoChecks, add_subscribers, make_issue, stub_preparer
+from tests.sending_helpers import (
+    FakeClock,
+    add_subscribers,
+    started_campaign,
+    stub_preparer,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "SG.test-key"
@@ -49,16 +51,7 @@ def _statuses(db: Database, cid: int) -> Counter[str]:
 
 
 def _started_campaign(db: Database, recipients: int, *, batch_size: int = 1000) -> int:
-    clock = FakeClock()
-    with db.session() as session:
-        make_issue(session)
-        add_subscribers(session, recipients)
-        cid = campaigns.create_campaign(42, session=session).id
-    with db.session() as session:
-        campaigns.start_campaign(
-            cid, session=session, checks=NoChecks(), batch_size=batch_size, now=clock()
-        )
-    return cid
+    return started_campaign(db, FakeClock(), recipients=recipients, batch_size=batch_size)
 
 
 def test_5000_recipients_through_sendgrid_with_429_and_500s(db: Database) -> None:
@@ -129,14 +122,6 @@ def _spawn(env: dict[str, str]) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-@pytest.fixture
-def issue42(db: Database, settings: Settings, seeds_dir: Path) -> Database:
-    with db.session() as session:
-        import_library(seeds_dir, session=session, settings=settings)
-        import_source(load_source(ISSUE_42), session=session)
-    return db
 
 
 def _start_issue42(db: Database, settings: Settings, recipients: int) -> int:

@@ -21,12 +21,16 @@ from sqlalchemy import event
 from newsletter.config import Settings
 from newsletter.db import Database, connect
 from newsletter.errors import DatabaseError
-from newsletter.sending import campaigns, service
+from newsletter.sending import service
 from newsletter.sending.engine import Policy, Worker
 from newsletter.sending.sqlstore import SqlStore
 from tests.conftest import PG_URL
 from tests.reliability.helpers import RecordingMessenger, audit, campaign_status
-from tests.sending_helpers import FakeClock, NoChecks, add_subscribers, make_issue, stub_preparer
+from tests.sending_helpers import (
+    FakeClock,
+    started_campaign,
+    stub_preparer,
+)
 
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
@@ -68,15 +72,7 @@ def worker_db(settings: Settings, pg_admin: sa.Engine) -> Iterator[tuple[Databas
 
 
 def _campaign(db: Database, clock: FakeClock) -> int:
-    with db.session() as session:
-        make_issue(session)
-        add_subscribers(session, RECIPIENTS)
-        cid = campaigns.create_campaign(42, session=session).id
-    with db.session() as session:
-        campaigns.start_campaign(
-            cid, session=session, checks=NoChecks(), batch_size=BATCH, now=clock()
-        )
-    return cid
+    return started_campaign(db, clock, recipients=RECIPIENTS, batch_size=BATCH)
 
 
 def _worker(db: Database, messenger: RecordingMessenger, clock: FakeClock) -> Worker:

@@ -219,17 +219,10 @@ def test_smtp_connection_dropped_after_data_is_unknown_for_that_recipient_only(
     from newsletter.sending.engine import Policy, Worker
     from newsletter.sending.sqlstore import SqlStore
     from newsletter.transports.smtp import SMTPMessenger
-    from tests.sending_helpers import FakeClock, NoChecks, make_issue, stub_preparer
+    from tests.sending_helpers import FakeClock, started_campaign, stub_preparer
 
     clock = FakeClock()
-    with db.session() as session:
-        make_issue(session)
-        add_subscribers(session, 30)
-        cid = campaigns.create_campaign(42, session=session).id
-    with db.session() as session:
-        campaigns.start_campaign(
-            cid, session=session, checks=NoChecks(), batch_size=10, now=clock()
-        )
+    cid = started_campaign(db, clock, recipients=30, batch_size=10)
     with SmtpSink() as sink:
         sink.drop_after_data["user4@example.org"] = 1
         sink.drop_at_rcpt["user15@example.org"] = 1  # never started: safe to retry at once

@@ -42,21 +42,14 @@ from tests.reliability.helpers import (
     unprivileged,
     wait_for,
 )
-from tests.sending_helpers import FakeClock, NoChecks, add_subscribers, make_issue, stub_preparer
+from tests.sending_helpers import (
+    FakeClock,
+    add_subscribers,
+    started_campaign,
+    stub_preparer,
+)
 
 KEY = "SG.test-key"
-
-
-def _started(db: Database, clock: FakeClock, recipients: int, batch_size: int) -> int:
-    with db.session() as session:
-        make_issue(session)
-        add_subscribers(session, recipients)
-        cid = campaigns.create_campaign(42, session=session).id
-    with db.session() as session:
-        campaigns.start_campaign(
-            cid, session=session, checks=NoChecks(), batch_size=batch_size, now=clock()
-        )
-    return cid
 
 
 def _drain(db: Database, cid: int, messenger: Messenger, clock: FakeClock) -> Worker:
@@ -88,7 +81,7 @@ def test_provider_timeout_after_the_request_was_sent_is_unknown_and_never_retrie
     db: Database,
 ) -> None:
     clock = FakeClock()
-    cid = _started(db, clock, 75, batch_size=25)
+    cid = started_campaign(db, clock, recipients=75, batch_size=25)
     replies = [Reply(202), Reply.hanging(3.0), Reply(202)]
     with FakeSendGrid(KEY, replies=replies) as server:
         messenger = SendGridMessenger(KEY, host=server.url, timeout=0.5)
@@ -153,7 +146,7 @@ def test_disk_full_mid_batch_pauses_and_nothing_unwritten_is_marked_sent(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = FakeClock()
-    cid = _started(db, clock, 30, batch_size=10)
+    cid = started_campaign(db, clock, recipients=30, batch_size=10)
     folder = tmp_path / "outbox"
     disk = _FullDisk(room=14)  # batch 1 fits, batch 2 fills the disk after 4 messages
     monkeypatch.setattr(outbox_module, "open", disk, raising=False)
@@ -237,7 +230,7 @@ def test_smtp_reply_that_never_comes_after_data_is_unknown_for_that_recipient_on
 ) -> None:
     """The relay took the message but its 250 never arrived before the client's timeout."""
     clock = FakeClock()
-    cid = _started(db, clock, 12, batch_size=12)
+    cid = started_campaign(db, clock, recipients=12, batch_size=12)
     sink, handler = stalling_sink(stall_at=5)
     with sink:
         messenger = SMTPMessenger(sink.host, sink.port, connections=1, timeout=0.5)

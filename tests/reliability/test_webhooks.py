@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,14 +24,13 @@ from sqlalchemy import select
 from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.models import Delivery, Subscriber, Suppression, TrackingEvent
-from newsletter.sending import campaigns
-from newsletter.sending.engine import Policy, Worker
-from newsletter.sending.sqlstore import SqlStore
 from newsletter.testing.webhook_signer import Signer
 from newsletter.tracking.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from newsletter.transports import MemoryMessenger
 from newsletter.web import create_app
-from tests.sending_helpers import FakeClock, NoChecks, add_subscribers, make_issue, stub_preparer
+from tests.sending_helpers import (
+    sent_campaign,
+)
 
 URL = "/webhooks/sendgrid"
 
@@ -40,34 +38,7 @@ URL = "/webhooks/sendgrid"
 @pytest.fixture
 def ledger(db: Database) -> dict[str, int]:
     """Five recipients sent through the engine: ledger id by address."""
-    clock = FakeClock()
-    with db.session() as session:
-        make_issue(session)
-        add_subscribers(session, 5)
-        cid = campaigns.create_campaign(42, session=session).id
-    with db.session() as session:
-        campaigns.start_campaign(
-            cid, session=session, checks=NoChecks(), batch_size=100, now=clock()
-        )
-    store = SqlStore(db, worker_id="hooks")
-    try:
-        Worker(
-            store=store,
-            messenger=MemoryMessenger(),
-            prepare=stub_preparer,
-            policy=Policy(),
-            clock=clock,
-            sleep=clock.sleep,
-        ).run(threading.Event(), until=lambda: True)
-    finally:
-        store.close()
-    with db.session() as session:
-        rows = session.execute(
-            select(Subscriber.email, Delivery.id).join(
-                Delivery, Delivery.subscriber_id == Subscriber.id
-            )
-        ).all()
-    return {str(e): int(i) for e, i in rows}
+    return sent_campaign(db)
 
 
 @pytest.fixture
