@@ -10,6 +10,7 @@ local outbox.
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,9 +31,10 @@ from pydantic_settings import (
 
 from newsletter.errors import ConfigError
 from newsletter.errors import ValidationError as InputError
+from newsletter.keyring import DEFAULT_SECRET, Keyring, resolve
 from newsletter.message import check_header_value
 
-DEFAULT_SECRET = "dev-insecure-change-me"
+__all__ = ["DEFAULT_SECRET", "Settings", "TopicSetting", "classify_topics", "load_settings"]
 
 
 class TopicSetting(BaseModel):
@@ -74,7 +76,8 @@ class Settings(BaseSettings):
     template_dir: Path | None = None
     issues_dir: Path = Path("issues")
     # security
-    secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
+    secret_key: SecretStr | None = None  # None: the key file in var_dir (newsletter.keyring)
+    previous_secret_keys: list[SecretStr] = Field(default_factory=list)
     debug: bool = False
     confirm_token_max_age_days: int = 7
     # sending
@@ -112,6 +115,13 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite", "postgresql")):
             raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
         return value
+
+    @cached_property
+    def keyring(self) -> Keyring:
+        """The signing key and the keys that still verify, resolved on first use."""
+        explicit = self.secret_key.get_secret_value() if self.secret_key is not None else None
+        previous = [key.get_secret_value() for key in self.previous_secret_keys]
+        return resolve(explicit, previous, self.var_dir, debug=self.debug)
 
     @property
     def outbox_path(self) -> Path:

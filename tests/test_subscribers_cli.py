@@ -95,9 +95,11 @@ def test_unsubscribe_gdpr_export_and_erase(
     assert code == 1 and "suppressed" in err
 
 
-def test_serve_refuses_the_default_secret(
+def test_serve_refuses_the_placeholder_secret(
     cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.delenv("NEWSLETTER_SECRET_KEY")
+    from newsletter.config import DEFAULT_SECRET
+
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", DEFAULT_SECRET)
     code, _, err = run(capsys, "serve", "--port", "1")
-    assert code == 1 and "default secret_key" in err
+    assert code == 1 and "shipped placeholder" in err

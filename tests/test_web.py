@@ -464,7 +464,7 @@ def test_default_secret_refused_outside_debug(
 ) -> None:
     from newsletter.config import DEFAULT_SECRET
 
-    with pytest.raises(ConfigError, match="default secret_key"):
+    with pytest.raises(ConfigError, match="shipped placeholder"):
         create_app(make_settings(secret_key=DEFAULT_SECRET, debug=False), db)
     create_app(
         make_settings(secret_key=DEFAULT_SECRET, debug=True), db, messenger=MemoryMessenger()

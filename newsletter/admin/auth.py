@@ -60,7 +60,7 @@ def token_hash(token: str) -> str:
 
 
 def _signer(settings: Settings) -> Signer:
-    return Signer(settings.secret_key.get_secret_value(), salt="newsletter.admin.session")
+    return Signer(settings.keyring.verifying, salt="newsletter.admin.session")
 
 
 def cookie_value(settings: Settings, token: str) -> str:
@@ -129,7 +129,7 @@ def tokens_match(expected: str, given: str | None) -> bool:
 
 
 def _login_serializer(settings: Settings) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key.get_secret_value(), salt="admin-login")
+    return URLSafeTimedSerializer(settings.keyring.verifying, salt="admin-login")
 
 
 def new_login_nonce() -> str:

@@ -16,6 +16,7 @@ from newsletter.cli import demo as demo_cli
 from newsletter.cli import issues as issues_cli
 from newsletter.cli import resources as resources_cli
 from newsletter.cli import schedule as schedule_cli
+from newsletter.cli import secret as secret_cli
 from newsletter.cli import serve as serve_cli
 from newsletter.cli import subscribers as subscribers_cli
 from newsletter.cli import users as users_cli
@@ -33,6 +34,7 @@ app.add_typer(db_cli.app, name="db")
 app.add_typer(resources_cli.app, name="resources")
 app.add_typer(subscribers_cli.app, name="subscribers")
 app.add_typer(users_cli.app, name="users")
+app.add_typer(secret_cli.app, name="secret")
 app.command("serve")(serve_cli.serve)
 app.add_typer(issues_cli.app, name="issue")
 app.add_typer(campaigns_cli.app, name="campaign")

@@ -25,6 +25,7 @@ def demo(ctx: typer.Context) -> None:
     """Import the sample library and show it (later steps extend this to a full send)."""
     app_ctx = app_context(ctx)
     settings = app_ctx.settings
+    settings.keyring  # noqa: B018 - the demo sends signed links: refuse a bad key up front
     console.rule("1. resource library")
     console.print(f"database: {settings.database_url}")
     records, warnings = library.parse_files(sample_library())

@@ -133,7 +133,7 @@ class IssuePreparer:
 
     def _link(self, purpose: Purpose) -> _LinkTokens:
         if purpose not in self._links:
-            secret = self.settings.secret_key.get_secret_value()
+            secret = self.settings.keyring.current
             self._links[purpose] = _LinkTokens(tokens_for(self.settings), secret, purpose)
         return self._links[purpose]
 

@@ -40,6 +40,9 @@ def policy_from(settings: Settings) -> Policy:
 
 
 def preparer_for(db: Database, settings: Settings) -> IssuePreparer:
+    """The preparer for sends and test sends; resolves the signing key first, so a refused
+    key (the shipped placeholder outside debug) stops a test send as it would a campaign."""
+    settings.keyring  # noqa: B018 - resolving is the check
     return IssuePreparer(db=db, settings=settings, sender=sender_from(settings))
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -134,9 +134,20 @@ class _TimedSerializer(_ReusedSignerMixin, URLSafeTimedSerializer):
 
 
 class Tokens:
-    """Makes and checks tokens for one secret; build once (``tokens_for``) and share."""
+    """Makes and checks tokens for one keyring; build once (``tokens_for``) and share.
 
-    def __init__(self, secret: str, *, confirm_max_age: timedelta, clock: Clock = time.time):
+    ``secret`` is the signing key, or a list of keys oldest first with the
+    signing key last: tokens signed by any of them verify (key rotation).
+    """
+
+    def __init__(
+        self,
+        secret: str | Sequence[str],
+        *,
+        confirm_max_age: timedelta,
+        clock: Clock = time.time,
+    ):
+        secret = [secret] if isinstance(secret, str) else list(secret)
         self.confirm_max_age = int(confirm_max_age.total_seconds())
         self._timed = _TimedSerializer(
             secret, salt=f"newsletter.{Purpose.CONFIRM}", signer_kwargs={"clock": clock}
@@ -188,11 +199,11 @@ def _claims(payload: Any) -> Claims:
 
 
 @lru_cache(maxsize=8)
-def _cached_tokens(secret: str, max_age_days: int) -> Tokens:
-    return Tokens(secret, confirm_max_age=timedelta(days=max_age_days))
+def _cached_tokens(keys: tuple[str, ...], max_age_days: int) -> Tokens:
+    return Tokens(keys, confirm_max_age=timedelta(days=max_age_days))
 
 
 def tokens_for(settings: Settings) -> Tokens:
     """The shared ``Tokens`` for these settings (cached: signers and keys are built once)."""
-    secret = settings.secret_key.get_secret_value()
-    return _cached_tokens(secret, settings.confirm_token_max_age_days)
+    keys = tuple(settings.keyring.verifying)
+    return _cached_tokens(keys, settings.confirm_token_max_age_days)

@@ -15,9 +15,8 @@ from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from newsletter import admin, transports
-from newsletter.config import DEFAULT_SECRET, Settings
+from newsletter.config import Settings
 from newsletter.db import Database
-from newsletter.errors import ConfigError
 from newsletter.models.base import utcnow
 from newsletter.subscribers.tokens import tokens_for
 from newsletter.tracking import webhooks
@@ -32,12 +31,8 @@ ROUTERS: list[APIRouter] = [public.router, api.router, archive.router, webhooks.
 
 
 def require_secret(settings: Settings) -> None:
-    """Refuse the shipped secret outside debug: anyone could forge unsubscribe links."""
-    if settings.secret_key.get_secret_value() == DEFAULT_SECRET and not settings.debug:
-        raise ConfigError(
-            "refusing to serve with the default secret_key; set NEWSLETTER_SECRET_KEY "
-            "(or debug = true for local development)"
-        )
+    """Resolve the signing keys before serving: the placeholder key is refused outside debug."""
+    settings.keyring  # noqa: B018 - resolving is the check (and creates the key file)
 
 
 def create_app(
