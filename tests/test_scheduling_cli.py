@@ -100,6 +100,20 @@ def test_scheduler_run_once_starts_what_is_due(
     time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.05)
     code, out, err = run(capsys, "scheduler", "run", "--once")
     assert code == 0 and "started: #1" in out, err
+    # --once is for cron: it sends what it started before returning (it used to leave it
+    # queued until a worker came by).
+    assert "campaign #1 'Issue 42: April 2018': sent" in out and "accepted 4" in out, out
+    assert ledger_rows(connect(load_settings()), 1) == 4
+
+
+def test_scheduler_run_once_without_a_worker_says_who_sends(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    due = datetime.now(UTC) - timedelta(seconds=1)
+    assert run(capsys, "schedule", "42", "--at", due.isoformat())[0] == 0
+    code, out, _ = run(capsys, "scheduler", "run", "--once", "--no-worker")
+    assert code == 0 and "started: #1" in out
+    assert "not sending here (--no-worker): #1 wait for 'newsletter worker'" in out
 
 
 def test_the_demo_step_schedules_and_sends_and_can_run_twice(

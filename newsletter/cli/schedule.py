@@ -222,7 +222,9 @@ def run(
     app_ctx = app_context(ctx)
     configure_logging()
     if once:
-        _print_tick(*steps.tick(app_ctx.db, app_ctx.settings, system_now()))
+        runs, due = steps.tick(app_ctx.db, app_ctx.settings, system_now())
+        _print_tick(runs, due)
+        _send_once(app_ctx, worker=worker)
         return
     options = RunOptions(sweep_seconds=sweep_seconds, retry_seconds=retry_seconds, worker=worker)
     runtime = SchedulerRuntime(app_ctx.db, app_ctx.settings, options=options)
@@ -233,6 +235,34 @@ def run(
     )
     with _stop_on_signals() as stop:
         runtime.run(stop)
+
+
+def _send_once(app_ctx: AppContext, *, worker: bool) -> None:
+    """``--once`` from cron: send every campaign that is sending before returning.
+
+    Starting only freezes the audience; without this a cron job's pass would leave
+    the campaign queued until some worker came by.  With ``--no-worker`` say so.
+    """
+    from newsletter.cli.campaigns import _print_report, _send_with_progress, _stop_on_sigterm
+
+    with app_ctx.db.session() as session:
+        sending = campaigns.campaign_ids(session=session, status=CampaignStatus.SENDING)
+    if not sending:
+        return
+    listed = ", ".join(f"#{i}" for i in sending)
+    if not worker:
+        console.print(
+            f"not sending here (--no-worker): {listed} wait for 'newsletter worker' "
+            "or a scheduler with a worker",
+            highlight=False,
+        )
+        return
+    stop = _stop_on_sigterm()
+    for campaign_id in sending:
+        if stop.is_set():
+            break
+        _send_with_progress(app_ctx, campaign_id, stop)
+        _print_report(app_ctx, campaign_id, as_json=False, recipients=False)
 
 
 # --- newsletter demo ---------------------------------------------------------------------

@@ -75,6 +75,13 @@ def create_campaign(
     return campaign
 
 
+def campaign_ids(*, session: Session, status: str) -> list[int]:
+    """Ids of the campaigns in one state, oldest first."""
+    return list(
+        session.scalars(select(Campaign.id).where(Campaign.status == status).order_by(Campaign.id))
+    )
+
+
 def get_campaign(campaign_id: int, *, session: Session) -> Campaign:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
