@@ -78,7 +78,7 @@ def test_preview_without_screenshots_and_preflight(run: Run, tmp_path: Path) -> 
     assert code == 0, err
     assert {p.name for p in out_dir.iterdir()} == {"email.html", "email.txt", "email.eml"}
     eml = (out_dir / "email.eml").read_text()
-    assert "List-Unsubscribe: <http://127.0.0.1:8000/unsubscribe/sample-token>" in eml
+    assert "List-Unsubscribe: <http://127.0.0.1:8000/test/unsubscribe>" in eml
     assert "%%" not in (out_dir / "email.html").read_text()
     code, out, _ = run("issue", "preflight", str(ISSUE_42))
     assert code == 0 and "preflight ok" in out

@@ -33,13 +33,13 @@ CHROMIUM_ARGS = [
 
 def sample_values(base_url: str, number: int) -> dict[str, str]:
     """Per-recipient values a preview fills in (never a real subscriber's)."""
-    base = base_url.rstrip("/")
+    from newsletter.subscribers.links import test_links
+
     return {
         "name": "Sample Reader",
         "email": "reader@example.org",
-        "web_url": f"{base}/archive/{number}",
-        "preferences_url": f"{base}/preferences/sample-token",
-        "unsubscribe_url": f"{base}/unsubscribe/sample-token",
+        "web_url": f"{base_url.rstrip('/')}/archive/{number}",
+        **test_links(base_url),
     }
 
 

@@ -123,6 +123,7 @@ def send_test(
 ) -> BatchResult:
     """The whole issue to one address, marked as a test, outside any campaign ledger."""
     from newsletter.subscribers.addresses import normalise_email
+    from newsletter.subscribers.links import test_links
 
     address = normalise_email(to)
     preparer = preparer_for(db, settings)
@@ -138,13 +139,11 @@ def send_test(
             headers=source.headers,
         )
     )
-    base = settings.base_url.rstrip("/")
     values = {
         "name": "",
         "email": address,
-        "unsubscribe_url": f"{base}/unsubscribe-test",
-        "preferences_url": f"{base}/preferences-test",
-        "web_url": f"{base}/archive/{issue_number}",
+        "web_url": f"{settings.base_url.rstrip('/')}/archive/{issue_number}",
+        **test_links(settings.base_url),
     }
     batch = MessageBatch(
         template=test,

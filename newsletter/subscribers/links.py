@@ -12,6 +12,19 @@ from newsletter.subscribers.tokens import Purpose, TokenBearer, tokens_for
 CONFIRM_PATH = "/confirm/"
 UNSUBSCRIBE_PATH = "/u/"  # the List-Unsubscribe / RFC 8058 one-click URL
 PREFERENCES_PATH = "/preferences/"
+# Test sends and previews carry these instead of a subscriber's links: real pages that say
+# the message was a test (and a one-click POST that answers 200 and changes nothing).
+TEST_UNSUBSCRIBE_PATH = "/test/unsubscribe"
+TEST_PREFERENCES_PATH = "/test/preferences"
+
+
+def test_links(base_url: str) -> dict[str, str]:
+    """The unsubscribe and preferences values of a test send or a preview."""
+    base = base_url.rstrip("/")
+    return {
+        "unsubscribe_url": base + TEST_UNSUBSCRIBE_PATH,
+        "preferences_url": base + TEST_PREFERENCES_PATH,
+    }
 
 
 def _url(settings: Settings, path: str, purpose: Purpose, subscriber: TokenBearer) -> str:

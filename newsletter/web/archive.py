@@ -9,6 +9,7 @@ CSP of its own that still allows no scripts.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from datetime import datetime, time
 from email.utils import format_datetime
 
 from fastapi import APIRouter, Request
@@ -19,6 +20,7 @@ from newsletter.errors import NotFoundError
 from newsletter.issues.store import issue_content
 from newsletter.models.issues import Issue
 from newsletter.render import render_web_version
+from newsletter.scheduling.times import zone
 from newsletter.web.context import Ctx
 from newsletter.web.templating import page
 
@@ -60,11 +62,15 @@ def feed(ctx: Ctx) -> Response:
         ET.SubElement(item, "title").text = issue.title
         ET.SubElement(item, "link").text = f"{base}/archive/{issue.number}"
         ET.SubElement(item, "guid", isPermaLink="true").text = f"{base}/archive/{issue.number}"
-        assert issue.published_at is not None
-        ET.SubElement(item, "pubDate").text = format_datetime(issue.published_at)
+        ET.SubElement(item, "pubDate").text = format_datetime(_dated(issue, ctx))
         ET.SubElement(item, "description").text = issue.preheader or issue.subject
     body = ET.tostring(rss, encoding="utf-8", xml_declaration=True)
     return Response(body, media_type="application/rss+xml", headers={"cache-control": CACHE})
+
+
+def _dated(issue: Issue, ctx: Ctx) -> datetime:
+    """An issue's own date (April 2018 for Issue 42), not the day a campaign happened to send it."""
+    return datetime.combine(issue.issue_date, time(0), tzinfo=zone(ctx.settings.timezone))
 
 
 @router.get("/archive/{number}")
@@ -75,7 +81,11 @@ def web_version(number: int, ctx: Ctx) -> HTMLResponse:
             select(Issue).where(Issue.number == number, Issue.published_at.is_not(None))
         )
         if issue is None:
-            raise NotFoundError(f"issue {number} is not in the archive")
+            raise NotFoundError(
+                f"issue {number} is not in the archive yet: issues appear here once they "
+                "have been sent, so the web version of a test send or a preview opens after "
+                "the real send"
+            )
         content = issue_content(issue, session=session)
     html = render_web_version(content, theme=ctx.settings)
     headers = {"content-security-policy": WEB_VERSION_CSP, "cache-control": CACHE}

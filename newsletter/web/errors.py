@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from newsletter.errors import (
     NewsletterError,
@@ -24,7 +25,14 @@ STATUS: tuple[tuple[type[NewsletterError], int], ...] = (
     (NotFoundError, 404),
     (StateError, 409),
 )
-TITLES = {429: "Please slow down", 400: "This link does not work", 409: "Not possible"}
+TITLES = {
+    429: "Please slow down",
+    400: "This link does not work",
+    404: "Page not found",
+    405: "Not possible",
+    409: "Not possible",
+    413: "Too large",
+}
 
 
 def status_for(exc: NewsletterError) -> int:
@@ -32,7 +40,10 @@ def status_for(exc: NewsletterError) -> int:
 
 
 def _is_api(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or request.url.path == "/api"
+    """JSON answers go to programs: API paths, unless the client is a browser asking for HTML."""
+    path = request.url.path
+    api = path.startswith(("/api/", "/admin/api/", "/webhooks/")) or path == "/api"
+    return api and "text/html" not in request.headers.get("accept", "")
 
 
 async def newsletter_error(request: Request, exc: Exception) -> Response:
@@ -63,6 +74,28 @@ async def invalid_request(request: Request, exc: Exception) -> Response:
     )
 
 
+HTTP_MESSAGES = {
+    404: "there is no page at this address",
+    405: "this address does not accept that kind of request",
+}
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (unknown path, wrong method): a page for browsers, not JSON."""
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    message = HTTP_MESSAGES.get(exc.status_code) or str(exc.detail)
+    if _is_api(request):
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+    response = page(
+        request, "error.html.j2", exc.status_code, message=message, expired=False,
+        title=TITLES.get(exc.status_code, "Something went wrong"),
+    )  # fmt: skip
+    response.headers.update(headers)
+    return response
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(NewsletterError, newsletter_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_error)

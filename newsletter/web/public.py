@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from newsletter.errors import ValidationError
 from newsletter.models.subscribers import SubscriberStatus
+from newsletter.subscribers import links
 from newsletter.subscribers.service import CONSENT_TEXT
 from newsletter.web import flows
 from newsletter.web.context import Client, Ctx
@@ -149,3 +150,20 @@ def unsubscribe(
     source = "one-click" if list_unsubscribe == "One-Click" else "web:unsubscribe"
     flows.unsubscribe(ctx, token, Client.of(request), source=source)
     return page(request, "unsubscribed.html.j2")
+
+
+@router.get(links.TEST_UNSUBSCRIBE_PATH)
+def test_unsubscribe_page(request: Request) -> Response:
+    """The unsubscribe link of a test send or preview: explains, changes nothing."""
+    return page(request, "test_link.html.j2", kind="unsubscribe", posted=False)
+
+
+@router.post(links.TEST_UNSUBSCRIBE_PATH)
+def test_unsubscribe(request: Request) -> Response:
+    """A mail client's RFC 8058 one-click POST to a test message: 200, nobody unsubscribed."""
+    return page(request, "test_link.html.j2", kind="unsubscribe", posted=True)
+
+
+@router.get(links.TEST_PREFERENCES_PATH)
+def test_preferences_page(request: Request) -> Response:
+    return page(request, "test_link.html.j2", kind="preferences", posted=False)
