@@ -110,3 +110,28 @@ def test_preflight_failure_lists_problems_and_exits_1(run: Run, tmp_path: Path) 
     code, _, err = run("issue", "preflight", str(issue))
     assert code == 1
     assert "- the issue has no items" in err and "empty section" in err
+
+
+@pytest.mark.parametrize("missing", ["chromium", "playwright"])
+def test_preview_without_chromium_writes_the_files_and_warns(
+    tmp_path: Path, seeds_dir: Path, missing: str
+) -> None:
+    """Chromium is a preview tool, not a requirement: no browser, no screenshots, exit 0."""
+    from tests.test_cli import run as run_process
+
+    env = {"CHROMIUM_PATH": str(tmp_path / "no-chromium-here")}
+    if missing == "playwright":  # a package that fails to import, as on an install without it
+        shim = tmp_path / "shim" / "playwright"
+        shim.mkdir(parents=True)
+        (shim / "__init__.py").write_text("raise ImportError('No module named playwright')\n")
+        env = {"PYTHONPATH": str(shim.parent)}
+    out_dir = tmp_path / "preview"
+    seeds = [str(p) for p in sorted(seeds_dir.glob("*.txt"))]
+    assert run_process("resources", "import", *seeds, cwd=tmp_path).returncode == 0
+    result = run_process("issue", "preview", str(ISSUE_42), "--out", str(out_dir),
+                         cwd=tmp_path, env=env)  # fmt: skip
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert {p.name for p in out_dir.iterdir()} == {"email.html", "email.txt", "email.eml"}
+    [warning] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert warning.startswith("warning: screenshots skipped:")
+    assert "newsletter[preview]" in warning

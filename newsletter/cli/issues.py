@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from newsletter.cli.common import AppContext, app_context, console, err_console
-from newsletter.errors import PreflightError, RenderError, ValidationError
+from newsletter.errors import PreflightError, ValidationError
 from newsletter.issues import editor, store
 from newsletter.issues.assemble import content_from_source
 from newsletter.issues.preflight import inspect
@@ -227,8 +227,11 @@ def preview(
     app_ctx = app_context(ctx)
     folder = out or app_ctx.settings.var_dir / "preview"
     files = run_preview(app_ctx, ref, folder, topics=segment, screenshots=screenshots)
-    for path in (files.html, files.text, files.eml, *files.pngs):
+    for path in files.written:
         console.print(f"wrote {path}", highlight=False)
+    if files.screenshots_skipped:
+        err_console.print(f"warning: screenshots skipped: {files.screenshots_skipped}",
+                          markup=False, highlight=False, soft_wrap=True)  # fmt: skip
 
 
 @app.command("preflight")
@@ -259,9 +262,7 @@ def demo_step(app_ctx: AppContext) -> None:
         console.print(f"imported {_issue_summary(issue)} from {path}", highlight=False)
         number = str(issue.number)
     out = app_ctx.settings.var_dir / "preview"
-    try:
-        files = run_preview(app_ctx, number, out, topics=[], screenshots=True)
-    except RenderError as exc:  # no Chromium must not stop the demo
-        console.print(f"(no screenshots: {exc})", highlight=False)
-        files = run_preview(app_ctx, number, out, topics=[], screenshots=False)
-    console.print(f"preview: {', '.join(str(p) for p in (files.html, files.eml, *files.pngs))}")
+    files = run_preview(app_ctx, number, out, topics=[], screenshots=True)
+    console.print(f"preview: {', '.join(str(p) for p in files.written)}", highlight=False)
+    if files.screenshots_skipped:  # no Chromium must not stop the demo
+        console.print(f"(no screenshots: {files.screenshots_skipped})", markup=False)

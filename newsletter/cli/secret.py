@@ -27,7 +27,7 @@ def rotate_key(ctx: typer.Context) -> None:
         console.print(
             "the signing key comes from the secret_key setting: set the new key there and "
             "add the old one to previous_secret_keys (NEWSLETTER_PREVIOUS_SECRET_KEYS='[\"...\"]')",
-            highlight=False,
+            markup=False,
         )
         raise typer.Exit(1)
     keyring = rotate(settings.var_dir)

@@ -87,8 +87,8 @@ def screenshots(html: str, targets: Mapping[int, Path]) -> None:
     try:
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
-    except ImportError as exc:  # pragma: no cover - playwright is a test dependency
-        raise RenderError(f"screenshots need playwright: {exc}") from None
+    except ImportError:
+        raise RenderError(f"playwright is not installed; {SCREENSHOT_HINT}") from None
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
@@ -103,7 +103,13 @@ def screenshots(html: str, targets: Mapping[int, Path]) -> None:
                 browser.close()
     except PlaywrightError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        raise RenderError(f"headless Chromium failed: {first}") from None
+        raise RenderError(f"headless Chromium failed ({first}); {SCREENSHOT_HINT}") from None
+
+
+SCREENSHOT_HINT = (
+    "screenshots need the optional preview extra and a system Chromium: "
+    "pip install 'newsletter[preview]' and apt-get install chromium"
+)
 
 
 @dataclass
@@ -112,6 +118,13 @@ class PreviewFiles:
     text: Path
     eml: Path
     pngs: list[Path] = field(default_factory=list)
+    # Why there are no screenshots, when they were asked for and could not be taken:
+    # a preview without Chromium is still a preview (the files above are written).
+    screenshots_skipped: str | None = None
+
+    @property
+    def written(self) -> list[Path]:
+        return [self.html, self.text, self.eml, *self.pngs]
 
 
 def write_preview(
@@ -138,6 +151,10 @@ def write_preview(
     files.eml.write_bytes(to_bytes(mime))
     if take_screenshots:
         targets = {width: out / f"email-{width}.png" for width in WIDTHS}
-        screenshots(filled.html, targets)
-        files.pngs = list(targets.values())
+        try:
+            screenshots(filled.html, targets)
+        except RenderError as exc:
+            files.screenshots_skipped = str(exc)
+        else:
+            files.pngs = list(targets.values())
     return files
