@@ -67,3 +67,7 @@ class TransportError(NewsletterError):
 
 class StateError(NewsletterError):
     """An operation is not allowed in the object's current state."""
+
+
+class DuplicateSendError(StateError):
+    """The issue already went (or is going) to this audience; only an explicit resend repeats it."""

@@ -51,12 +51,15 @@ def ensure_issue(db: Database, number: int = 42, *, status: str = "ready") -> in
 def scheduled_campaign(
     db: Database, at: datetime, *, number: int = 42, subscribers: int = 0
 ) -> int:
-    """A ``scheduled`` campaign for a stub issue (created if missing), due at ``at``."""
+    """A ``scheduled`` campaign for a stub issue (created if missing), due at ``at``.
+
+    Tests schedule the same issue many times on purpose: ``resend`` says so.
+    """
     ensure_issue(db, number)
     with db.session() as session:
         if subscribers:
             add_subscribers(session, subscribers, prefix=f"s{number}-")
-        return campaigns.create_campaign(number, session=session, scheduled_at=at).id
+        return campaigns.create_campaign(number, session=session, scheduled_at=at, resend=True).id
 
 
 def load(db: Database, campaign_id: int) -> Campaign:

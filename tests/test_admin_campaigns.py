@@ -45,7 +45,13 @@ def test_start_now_progress_drain_and_report(
     db: Database, settings: Settings, seeds_dir: Path
 ) -> None:
     client = _admin(db, settings, seeds_dir, subscribers=55)
-    created = client.form("/admin/campaigns", {"issue": "42", "when": "now", "name": "April"})
+    form = {"issue": "42", "when": "now", "name": "April"}
+    review = client.form("/admin/campaigns", form)  # the review step comes first
+    assert review.status_code == 200 and "Send to 55 subscribers now" in review.text
+    assert "Preflight passed" in review.text and "Issue 42: ESSA plans" in review.text
+    with db.session() as session:
+        assert session.scalar(select(Campaign.id)) is None  # reviewing creates nothing
+    created = client.form("/admin/campaigns", {**form, "confirmed": "1"})
     assert created.status_code == 303 and created.headers["location"].endswith("?done=started")
     cid = _campaign_id(created.headers["location"])
     before = client.get(f"/admin/api/campaigns/{cid}/progress").json()
@@ -79,7 +85,7 @@ def test_schedule_reschedule_and_cancel(db: Database, settings: Settings, seeds_
     load_issue_42(db, settings, seeds_dir)
     new_york = settings.model_copy(update={"timezone": "America/New_York"})
     client = signed_in_client(db, new_york, "admin")
-    later = client.form("/admin/campaigns", {"issue": "42", "when": "later",
+    later = client.form("/admin/campaigns", {"issue": "42", "when": "later", "confirmed": "1",
                                               "at": "2099-04-03T09:00", "topics": ["Equity"]})  # fmt: skip
     assert later.status_code == 303 and later.headers["location"].endswith("done=scheduled")
     cid = _campaign_id(later.headers["location"])
@@ -111,7 +117,10 @@ def test_a_failed_preflight_starts_nothing(
     load_issue_42(db, settings, seeds_dir)
     broken = settings.model_copy(update={"postal_address": ""})
     client = signed_in_client(db, broken, "admin")
-    answer = client.form("/admin/campaigns", {"issue": "42", "when": "now"})
+    review = client.form("/admin/campaigns", {"issue": "42", "when": "now"})
+    assert "This cannot be sent yet" in review.text and "no postal address" in review.text
+    assert 'id="confirm-send"' not in review.text
+    answer = client.form("/admin/campaigns", {"issue": "42", "when": "now", "confirmed": "1"})
     assert answer.status_code == 422 and "Preflight failed; nothing was sent" in answer.text
     assert "no postal address" in answer.text
     with db.session() as session:
@@ -121,7 +130,8 @@ def test_a_failed_preflight_starts_nothing(
 
 def test_pause_resume_retry_and_cancel(db: Database, settings: Settings, seeds_dir: Path) -> None:
     client = _admin(db, settings, seeds_dir, subscribers=6)
-    cid = _campaign_id(client.form("/admin/campaigns", {"issue": "42"}).headers["location"])
+    started = client.form("/admin/campaigns", {"issue": "42", "confirmed": "1"})
+    cid = _campaign_id(started.headers["location"])
     assert client.form(f"/admin/campaigns/{cid}/pause").status_code == 303
     assert 'id="resume"' in client.get(f"/admin/campaigns/{cid}").text
     assert client.get(f"/admin/api/campaigns/{cid}/progress").json()["status"] == "paused"

@@ -41,7 +41,7 @@ def test_import_list_show_export(run: Run, tmp_path: Path) -> None:
     code, out, _ = run("issue", "import", str(ISSUE_42))
     assert code == 0 and "imported Issue 42 (issue-42-april-2018): 3 sections, 4 items" in out
     code, out, _ = run("issue", "list")
-    assert code == 0 and "Issue 42: April 2018" in out and "draft" in out
+    assert code == 0 and "Issue 42: April 2018" in out and "ready" in out
     code, out, _ = run("issue", "show", "42")
     assert code == 0 and "Scheduling for Learning, Not Convenience (article)" in out
     code, exported, _ = run("issue", "export", "42")

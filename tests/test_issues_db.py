@@ -41,7 +41,7 @@ def _export(db: Database, number: int) -> str:
 
 def test_issue_42_imports_from_the_sample_library(library_db: Database) -> None:
     issue = _import(library_db, ISSUE_42)
-    assert (issue.number, issue.slug, issue.status) == (42, "issue-42-april-2018", "draft")
+    assert (issue.number, issue.slug, issue.status) == (42, "issue-42-april-2018", "ready")
     with library_db.session() as session:
         content = store.issue_content(store.get_issue(42, session=session), session=session)
     assert [s.heading for s in content.sections] == [

@@ -80,7 +80,9 @@ class Scheduler:
 
 def _campaign(db: Database) -> int:
     with db.session() as session:
-        return campaigns.create_campaign(42, session=session, scheduled_at=soon(1.0)).id
+        return campaigns.create_campaign(
+            42, session=session, scheduled_at=soon(1.0), resend=True
+        ).id
 
 
 def _ledger(db: Database, cid: int) -> tuple[int, int]:

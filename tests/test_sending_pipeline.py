@@ -86,7 +86,7 @@ def test_segments_render_once_each_and_topic_campaigns_filter(
     topic_messenger = MemoryMessenger()
     with issue42.session() as session:
         cid2 = campaigns.create_campaign(
-            42, session=session, topics=["English Language Learners"]
+            42, session=session, topics=["English Language Learners"], resend=True
         ).id
     assert service.start(issue42, settings, cid2)
     service.drain(issue42, settings, cid2, messenger=topic_messenger)

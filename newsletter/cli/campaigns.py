@@ -37,13 +37,18 @@ def create(
     issue: int = typer.Argument(..., help="Issue number."),
     topic: list[str] = typer.Option([], help="Only subscribers who chose this topic; repeat."),
     name: str | None = typer.Option(None, help="Defaults to the issue title."),
+    resend: bool = typer.Option(
+        False, "--resend", help="Send even if this issue already went to this audience."
+    ),
 ) -> None:
-    """Create a draft campaign for an issue."""
+    """Create a draft campaign for an issue (refused if it already went to this audience)."""
     app_ctx = app_context(ctx)
     known = [t.name for t in app_ctx.settings.topics]
     campaigns.check_topics(topic, known)
     with app_ctx.db.session() as session:
-        campaign = campaigns.create_campaign(issue, session=session, topics=topic, name=name)
+        campaign = campaigns.create_campaign(
+            issue, session=session, topics=topic, name=name, resend=resend
+        )
         console.print(f"campaign #{campaign.id} created for issue {issue} ({campaign.status})")
 
 
@@ -94,9 +99,15 @@ def start(
     ctx: typer.Context,
     campaign_id: int,
     wait: bool = typer.Option(False, "--wait", help="Send here and now with a progress bar."),
+    resend: bool = typer.Option(
+        False, "--resend", help="Send even if this issue already went to this audience."
+    ),
 ) -> None:
     """Preflight, freeze the audience, and start sending (idempotent)."""
     app_ctx = app_context(ctx)
+    if resend:
+        with app_ctx.db.session() as session:
+            campaigns.allow_resend(campaign_id, session=session)
     started = service.start(app_ctx.db, app_ctx.settings, campaign_id)
     console.print(f"campaign #{campaign_id} {'started' if started else 'was already started'}")
     if wait:

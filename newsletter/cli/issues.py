@@ -152,6 +152,8 @@ def status(
         issue = store.get_issue(ref, session=session)
         editor.set_status(issue, value, session=session)
         console.print(f"issue {issue.number} is {issue.status}")
+        if issue.published_at is not None:
+            console.print(f"(it was sent on {issue.published_at:%Y-%m-%d}; the archive keeps it)")
 
 
 @app.command("list")
@@ -164,7 +166,7 @@ def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> 
                 "number": i.number,
                 "title": i.title,
                 "date": i.issue_date.isoformat(),
-                "status": i.status,
+                "status": i.state,
                 "items": store.item_count(i),
                 "sent": i.published_at.isoformat() if i.published_at else None,
             }
@@ -185,7 +187,7 @@ def show(ctx: typer.Context, ref: str = typer.Argument(..., help="Issue number o
     with app_context(ctx).db.session() as session:
         issue = store.get_issue(ref, session=session)
         content = store.issue_content(issue, session=session)
-        console.print(f"[bold]{issue.title}[/] ({issue.status}, {issue.issue_date})")
+        console.print(f"[bold]{issue.title}[/] ({issue.state}, {issue.issue_date})")
         console.print(f"subject: {issue.subject}", highlight=False)
         for section, shown in zip(issue.sections, content.sections, strict=True):
             topics = f" [{', '.join(section.topics)}]" if section.topics else ""

@@ -62,6 +62,9 @@ def schedule_issue(
     tz: str | None = typer.Option(None, "--tz", help=TZ_HELP),
     topic: list[str] = typer.Option([], help="Only subscribers who chose this topic; repeat."),
     name: str | None = typer.Option(None, help="Defaults to the issue title."),
+    resend: bool = typer.Option(
+        False, "--resend", help="Send even if this issue already went to this audience."
+    ),
 ) -> None:
     """Schedule one send of an issue (a 'scheduled' campaign due at --at)."""
     app_ctx = app_context(ctx)
@@ -71,7 +74,7 @@ def schedule_issue(
     with app_ctx.db.session() as session:
         campaign = admin.schedule_issue(
             session, issue, at=due, now=system_now(), topics=topic, name=name,
-            grace_seconds=settings.misfire_grace_seconds,
+            grace_seconds=settings.misfire_grace_seconds, resend=resend,
         )  # fmt: skip
         campaign_id = campaign.id
     console.print(
@@ -279,9 +282,17 @@ def demo_step(app_ctx: AppContext) -> None:
     now = system_now()
     due = now + timedelta(seconds=DEMO_LEAD_SECONDS)
     with db.session() as session:
+        issue = campaigns.get_issue_by_number(42, session=session)
+        earlier = campaigns.earlier_send(issue.id, [], session=session)
+        if earlier is not None:  # the demo run again: say that it resends, on purpose
+            console.print(
+                f"Issue 42 already went out in {campaigns.describe_earlier(earlier)}; "
+                "the demo sends it again (as 'schedule --resend' would)",
+                highlight=False,
+            )
         campaign_id = admin.schedule_issue(
             session, 42, at=due, now=now, name="Issue 42 (demo)",
-            grace_seconds=settings.misfire_grace_seconds,
+            grace_seconds=settings.misfire_grace_seconds, resend=True,
         ).id  # fmt: skip
     when = describe(due, zone(settings.timezone))
     console.print(f"campaign #{campaign_id} scheduled for {when} (in {DEMO_LEAD_SECONDS:g} s); "

@@ -12,6 +12,7 @@ from newsletter.models.sending import (
     Delivery,
     DeliveryStatus,
     SendBatch,
+    TestSend,
     TrackingEvent,
 )
 from newsletter.models.subscribers import (
@@ -48,6 +49,7 @@ __all__ = [
     "SubscriberTopic",
     "Suppression",
     "SuppressionReason",
+    "TestSend",
     "TrackingEvent",
     "UTCDateTime",
     "User",

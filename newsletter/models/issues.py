@@ -42,6 +42,17 @@ class Issue(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
+    @property
+    def state(self) -> str:
+        """What editors and admins see: 'sent' once a campaign sent it, else the status.
+
+        ``status`` stays the editor's workflow value (draft, ready, archived); being
+        sent is a fact about campaigns, recorded in ``published_at``.
+        """
+        if self.published_at is not None and self.status != IssueStatus.ARCHIVED:
+            return "sent"
+        return self.status
+
     sections: Mapped[list[IssueSection]] = relationship(
         back_populates="issue",
         cascade="all, delete-orphan",

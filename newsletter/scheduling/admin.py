@@ -26,7 +26,7 @@ from newsletter.sending import campaigns
 MOVABLE = (CampaignStatus.SCHEDULED, CampaignStatus.MISSED, CampaignStatus.FAILED)
 
 
-def _check_future(at: datetime, now: datetime, grace_seconds: int) -> None:
+def check_future(at: datetime, now: datetime, grace_seconds: int) -> None:
     """A time already past the grace would only be marked missed: refuse it up front."""
     if now - at > timedelta(seconds=grace_seconds):
         raise ValidationError(
@@ -44,11 +44,12 @@ def schedule_issue(
     grace_seconds: int,
     topics: Sequence[str] = (),
     name: str | None = None,
+    resend: bool = False,
 ) -> Campaign:
-    """A ``scheduled`` campaign for an issue, due at ``at`` (aware; stored UTC)."""
-    _check_future(at, now, grace_seconds)
+    """A ``scheduled`` campaign for a ready issue, due at ``at`` (aware; stored UTC)."""
+    check_future(at, now, grace_seconds)
     return campaigns.create_campaign(
-        issue_number, session=session, topics=topics, name=name, scheduled_at=at
+        issue_number, session=session, topics=topics, name=name, scheduled_at=at, resend=resend
     )
 
 
@@ -100,7 +101,7 @@ def reschedule(
     session: Session, campaign_id: int, *, at: datetime, now: datetime, grace_seconds: int
 ) -> None:
     """Move an unstarted campaign (scheduled, missed, or failed to start) to a new due time."""
-    _check_future(at, now, grace_seconds)
+    check_future(at, now, grace_seconds)
     result = session.execute(
         update(Campaign)
         .where(

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.errors import NotFoundError, StateError, ValidationError
-from newsletter.models.issues import Issue
+from newsletter.errors import DuplicateSendError, NotFoundError, StateError, ValidationError
+from newsletter.models.issues import Issue, IssueStatus
 from newsletter.models.sending import (
     BatchStatus,
     Campaign,
@@ -50,6 +50,77 @@ def get_issue_by_number(number: int, *, session: Session) -> Issue:
     return issue
 
 
+# Campaigns that have reached, or will reach, their audience.
+GOING = (CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED)
+GONE = (CampaignStatus.SENT,)
+
+
+def audience_label(topics: Sequence[str]) -> str:
+    return "everyone" if not topics else "subscribers of " + ", ".join(sorted(topics))
+
+
+def _overlaps(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Whether two audiences can share a subscriber: everyone meets everything."""
+    return not a or not b or bool(set(a) & set(b))
+
+
+def earlier_send(
+    issue_id: int, topics: Sequence[str], *, session: Session, exclude: int | None = None
+) -> Campaign | None:
+    """The first other campaign of this issue that reached or will reach part of this audience.
+
+    Cancelled and failed campaigns count once they started: some of their
+    recipients may have had the issue.
+    """
+    started_then_stopped = Campaign.status.in_(
+        [CampaignStatus.CANCELLED, CampaignStatus.FAILED]
+    ) & Campaign.started_at.is_not(None)
+    query = (
+        select(Campaign)
+        .where(
+            Campaign.issue_id == issue_id,
+            Campaign.status.in_([*GOING, *GONE]) | started_then_stopped,
+        )
+        .order_by(Campaign.id)
+    )
+    if exclude is not None:
+        query = query.where(Campaign.id != exclude)
+    return next((c for c in session.scalars(query) if _overlaps(c.topics, topics)), None)
+
+
+def describe_earlier(campaign: Campaign) -> str:
+    """'campaign #3 "Issue 42" (sent 2026-12-07 09:39 UTC)', for refusals and warnings."""
+    when = campaign.finished_at or campaign.started_at or campaign.scheduled_at
+    stamp = f" {when:%Y-%m-%d %H:%M} UTC" if when else ""
+    return f"campaign #{campaign.id} {campaign.name!r} ({campaign.status}{stamp})"
+
+
+def check_first_send(
+    issue: Issue, topics: Sequence[str], *, session: Session, exclude: int | None = None
+) -> None:
+    """Refuse a second send of an issue to an audience that already has it (``--resend``)."""
+    earlier = earlier_send(issue.id, topics, session=session, exclude=exclude)
+    if earlier is None:
+        return
+    verb = "already went" if earlier.started_at else "is already scheduled to go"
+    raise DuplicateSendError(
+        f"issue {issue.number} {verb} to {audience_label(earlier.topics)} in "
+        f"{describe_earlier(earlier)}; sending it again would mail those subscribers twice "
+        "(pass --resend to send it anyway)"
+    )
+
+
+def check_sendable(issue: Issue) -> None:
+    """Only an issue an editor marked ready can be scheduled or started."""
+    if issue.status == IssueStatus.DRAFT:
+        raise StateError(
+            f"issue {issue.number} is a draft; mark it ready first "
+            f"('newsletter issue status {issue.number} ready' or the admin's issue page)"
+        )
+    if issue.status == IssueStatus.ARCHIVED:
+        raise StateError(f"issue {issue.number} is archived")
+
+
 def create_campaign(
     issue_number: int,
     *,
@@ -57,9 +128,18 @@ def create_campaign(
     topics: Sequence[str] = (),
     name: str | None = None,
     scheduled_at: datetime | None = None,
+    resend: bool = False,
 ) -> Campaign:
-    """A draft (or scheduled) campaign sending an issue to everyone, or to given topics."""
+    """A draft (or scheduled) campaign sending an issue to everyone, or to given topics.
+
+    Refused when the issue already went (or is scheduled to go) to part of this
+    audience, unless ``resend``; a scheduled one also needs a ready issue.
+    """
     issue = get_issue_by_number(issue_number, session=session)
+    if scheduled_at is not None:
+        check_sendable(issue)
+    if not resend:
+        check_first_send(issue, topics, session=session)
     campaign = Campaign(
         issue_id=issue.id,
         name=name or issue.title,
@@ -69,6 +149,7 @@ def create_campaign(
         scheduled_at=scheduled_at,
         consecutive_failures=0,
         total_recipients=0,
+        allow_resend=resend,
     )
     session.add(campaign)
     session.flush()
@@ -80,6 +161,11 @@ def campaign_ids(*, session: Session, status: str) -> list[int]:
     return list(
         session.scalars(select(Campaign.id).where(Campaign.status == status).order_by(Campaign.id))
     )
+
+
+def allow_resend(campaign_id: int, *, session: Session) -> None:
+    """The admin's explicit choice: this campaign may repeat an issue for its audience."""
+    get_campaign(campaign_id, session=session).allow_resend = True
 
 
 def get_campaign(campaign_id: int, *, session: Session) -> Campaign:
@@ -101,6 +187,11 @@ def start_campaign(
     campaign = get_campaign(campaign_id, session=session)
     if campaign.status not in STARTABLE:
         return False
+    issue = session.get(Issue, campaign.issue_id)
+    assert issue is not None  # issues with campaigns cannot be deleted (RESTRICT)
+    check_sendable(issue)
+    if not campaign.allow_resend:
+        check_first_send(issue, campaign.topics, session=session, exclude=campaign_id)
     issue_id = campaign.issue_id
     # Release this session's connection before the checks open their own: holding one
     # while waiting for another deadlocks the pool under many concurrent starts.  It

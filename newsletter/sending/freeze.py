@@ -110,6 +110,16 @@ _NEW_ROWS = """
 """
 
 
+def count_audience(topics: Sequence[str], *, session: Session, now: datetime) -> int:
+    """How many subscribers a freeze would write today (the same eligibility rules)."""
+    params: dict[str, Any] = {"now": now}
+    audience = _audience_sql((), topics, params)
+    statement = text(f"SELECT count(*) FROM ({audience}) AS a").bindparams(
+        bindparam("now", type_=UTCDateTime)
+    )
+    return int(session.scalar(statement, params) or 0)
+
+
 def insert_audience(
     campaign_id: int,
     *,

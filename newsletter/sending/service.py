@@ -18,10 +18,12 @@ from datetime import datetime
 from newsletter.config import Settings
 from newsletter.db import Database, unavailable_as_error
 from newsletter.message import Template
-from newsletter.models.sending import CampaignStatus
+from newsletter.models.sending import CampaignStatus, TestSend
 from newsletter.sending import campaigns
 from newsletter.sending.engine import Hook, Policy, Worker, WorkerStats, system_now
 from newsletter.sending.prepare import IssuePreparer
+from newsletter.sending.review import Review
+from newsletter.sending.review import review as build_review
 from newsletter.sending.sqlstore import SqlStore
 from newsletter.transports import Messenger, build_messenger, sender_from
 from newsletter.transports.base import BatchResult, MessageBatch, Recipient
@@ -113,6 +115,25 @@ def start(
         )
 
 
+def review(
+    db: Database,
+    settings: Settings,
+    issue_number: int,
+    topics: list[str],
+    *,
+    now: datetime,
+    exclude: int | None = None,
+) -> Review:
+    """The review step's facts for sending an issue to an audience (see ``review``)."""
+    preparer = preparer_for(db, settings)
+    with db.session() as session:
+        issue = campaigns.get_issue_by_number(issue_number, session=session)
+        rendered = preparer.template(issue.id, frozenset()).source
+        found = build_review(issue, topics, rendered, session=session, now=now, exclude=exclude)
+        session.expunge_all()  # the page reads the rows after the session closes
+    return found
+
+
 def send_test(
     db: Database,
     settings: Settings,
@@ -153,7 +174,12 @@ def send_test(
     )
     active = messenger or build_messenger(settings)
     try:
-        return active.send(batch)
+        result = active.send(batch)
     finally:
         if messenger is None:
             active.close()
+    outcome = result.results[0]
+    with db.session() as session:  # the review step before a send shows the last test
+        session.add(TestSend(issue_id=issue_id, email=address, outcome=outcome.outcome,
+                             detail=outcome.detail or None))  # fmt: skip
+    return result

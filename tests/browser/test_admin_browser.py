@@ -258,6 +258,9 @@ def send_campaign(page: Any, site: Site, shots: Path) -> None:
     page.goto(site.url + "/admin/campaigns")
     page.get_by_label("Issue", exact=True).select_option("43")
     page.get_by_role("button", name="Create campaign").click()
+    page.wait_for_selector("text=Send to 25 subscribers now")  # the review step
+    assert page.locator("#review-count").inner_text() == "25"
+    page.get_by_role("button", name="Send to 25 subscribers now").click()
     page.wait_for_selector("h1 .badge-sending")
     campaign_id = int(page.url.split("/admin/campaigns/")[1].split("?")[0])
     assert page.locator("progress").get_attribute("max") == "25"

@@ -10,6 +10,8 @@ every second for its progress bar.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Form, Query, Request
@@ -20,7 +22,7 @@ from sqlalchemy.orm import Session
 from newsletter.admin import reports
 from newsletter.admin.access import Admin, admin_router, page
 from newsletter.admin.charts import line_chart
-from newsletter.errors import PreflightError, StateError, ValidationError
+from newsletter.errors import DuplicateSendError, PreflightError, StateError, ValidationError
 from newsletter.models import CampaignStatus, DeliveryStatus, Issue, IssueStatus
 from newsletter.scheduling import admin as scheduling
 from newsletter.scheduling.times import parse_at, zone
@@ -54,41 +56,79 @@ def campaigns_page(request: Request, ctx: Ctx, identity: Admin) -> Response:
     return _list_page(request, ctx)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What the new-campaign form asked for, carried through the review step unchanged."""
+
+    issue: int
+    name: str
+    when: str
+    at: str
+    topics: list[str]
+
+
 @router.post("/campaigns")
 def create(
     request: Request, ctx: Ctx, identity: Admin, issue: Line = "", name: Line = "",
-    when: Line = "now", at: Line = "",
+    when: Line = "now", at: Line = "", confirmed: Line = "", resend: Line = "",
     topics: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
 ) -> Response:  # fmt: skip
-    """A campaign due now (started at once) or later (a ``scheduled`` row the scheduler starts)."""
+    """The form goes to the review step first; the review's button confirms and sends.
+
+    Due now: created and started at once.  Later: a ``scheduled`` row the
+    scheduler starts (its checks run again then).
+    """
     try:
         campaigns.check_topics(topics, ctx.topics)
         if not issue.isdigit():
             raise ValidationError("choose an issue")
+        plan = Plan(int(issue), name.strip(), "later" if when == "later" else "now", at, topics)
+        if plan.when == "later":  # a bad or past time is said on the form, before the review
+            scheduling.check_future(_moment(ctx, plan), ctx.clock(),
+                                    ctx.settings.misfire_grace_seconds)  # fmt: skip
+        if confirmed != "1":
+            return _review_page(request, ctx, plan)
         with ctx.db.session() as session:
-            campaign_id = _create(ctx, session, int(issue), name, when, at, topics)
+            campaign_id = _create(ctx, session, plan, resend=resend == "1")
+    except DuplicateSendError as exc:
+        return _review_page(request, ctx, plan, status_code=409, error=str(exc))
     except (ValidationError, StateError) as exc:
         return _list_page(request, ctx, status_code=422, error=str(exc))
-    if when == "now":
+    if plan.when == "now":
         return _start(request, ctx, campaign_id)
     return RedirectResponse(f"/admin/campaigns/{campaign_id}?done=scheduled", status_code=303)
 
 
-def _create(
-    ctx: WebContext, session: Session, number: int, name: str, when: str, at: str,
-    topics: list[str],
-) -> int:  # fmt: skip
-    if when == "now":
-        return campaigns.create_campaign(
-            number, session=session, topics=topics, name=name.strip() or None
-        ).id
-    if not at.strip():
+def _moment(ctx: WebContext, plan: Plan) -> datetime:
+    if not plan.at.strip():
         raise ValidationError("choose the date and time to send")
-    moment = parse_at(at.replace("T", " "), ctx.settings.timezone)
+    return parse_at(plan.at.replace("T", " "), ctx.settings.timezone)
+
+
+def _create(ctx: WebContext, session: Session, plan: Plan, *, resend: bool) -> int:
+    name = plan.name or None
+    if plan.when == "now":
+        return campaigns.create_campaign(
+            plan.issue, session=session, topics=plan.topics, name=name, resend=resend
+        ).id
     return scheduling.schedule_issue(
-        session, number, at=moment, now=ctx.clock(), topics=topics, name=name.strip() or None,
-        grace_seconds=ctx.settings.misfire_grace_seconds,
+        session, plan.issue, at=_moment(ctx, plan), now=ctx.clock(), topics=plan.topics,
+        name=name, grace_seconds=ctx.settings.misfire_grace_seconds, resend=resend,
     ).id  # fmt: skip
+
+
+def _review_page(
+    request: Request, ctx: WebContext, plan: Plan, *, campaign_id: int | None = None,
+    status_code: int = 200, error: str | None = None,
+) -> Response:  # fmt: skip
+    """Subject, preheader, audience and count, preflight, last test, and any earlier send."""
+    found = service.review(ctx.db, ctx.settings, plan.issue, plan.topics, now=ctx.clock(),
+                           exclude=campaign_id)  # fmt: skip
+    return page(
+        request, "campaigns/review.html.j2", status_code, review=found, plan=plan,
+        campaign_id=campaign_id, error=error, timezone=ctx.settings.timezone,
+        sender=f"{ctx.settings.from_name} <{ctx.settings.from_email}>",
+    )  # fmt: skip
 
 
 def _start(request: Request, ctx: WebContext, campaign_id: int) -> Response:
@@ -98,6 +138,8 @@ def _start(request: Request, ctx: WebContext, campaign_id: int) -> Response:
     except PreflightError as exc:
         return _campaign_page(request, ctx, campaign_id, status_code=422,
                               problems=exc.problems)  # fmt: skip
+    except StateError as exc:  # a draft issue, or a send to this audience happened meanwhile
+        return _campaign_page(request, ctx, campaign_id, status_code=409, error=str(exc))
     return RedirectResponse(f"/admin/campaigns/{campaign_id}?done=started", status_code=303)
 
 
@@ -116,12 +158,19 @@ def _campaign_page(
         activity = reports.timeline(session, campaign_id)
         rows, pages = reports.recipients(session, campaign_id, q=q, status=state, page=number)
         tz = zone(ctx.settings.timezone)
+        earlier = None
+        if campaign.status in campaigns.STARTABLE and not campaign.allow_resend:
+            earlier = campaigns.earlier_send(
+                campaign.issue_id, campaign.topics, session=session, exclude=campaign.id
+            )
+            earlier = earlier if earlier is not None and earlier.started_at else None
         return page(
             request, "campaigns/detail.html.j2", status_code, campaign=campaign, issue=issue,
             report=report, progress=reports.progress(session, campaign), activity=activity,
             chart=line_chart(activity, tz=tz) if activity else None, rows=rows, pages=pages,
             q=q, state=state, states=[s.value for s in DeliveryStatus], error=error,
-            problems=problems or [], timezone=ctx.settings.timezone,
+            problems=problems or [], timezone=ctx.settings.timezone, already_sent=earlier,
+            already_sent_text=campaigns.describe_earlier(earlier) if earlier else "",
         )  # fmt: skip
 
 
@@ -154,13 +203,37 @@ def _act(
     return RedirectResponse(f"/admin/campaigns/{campaign_id}?done={done}", status_code=303)
 
 
-@router.post("/campaigns/{campaign_id:int}/start")
-def start(request: Request, ctx: Ctx, identity: Admin, campaign_id: int) -> Response:
+def _plan_of(ctx: WebContext, campaign_id: int) -> tuple[Plan, str]:
     with ctx.db.session() as session:
-        status = campaigns.get_campaign(campaign_id, session=session).status
+        campaign = campaigns.get_campaign(campaign_id, session=session)
+        number = session.get(Issue, campaign.issue_id).number  # type: ignore[union-attr]
+        return Plan(number, campaign.name, "now", "", list(campaign.topics)), campaign.status
+
+
+@router.get("/campaigns/{campaign_id:int}/review")
+def review_existing(request: Request, ctx: Ctx, identity: Admin, campaign_id: int) -> Response:
+    """The review step for a draft, scheduled or missed campaign the admin starts now."""
+    plan, status = _plan_of(ctx, campaign_id)
     if status not in campaigns.STARTABLE:
         message = f"cannot start campaign #{campaign_id}: it is {status}"
         return _campaign_page(request, ctx, campaign_id, status_code=409, error=message)
+    return _review_page(request, ctx, plan, campaign_id=campaign_id)
+
+
+@router.post("/campaigns/{campaign_id:int}/start")
+def start(
+    request: Request, ctx: Ctx, identity: Admin, campaign_id: int, confirmed: Line = "",
+    resend: Line = "",
+) -> Response:  # fmt: skip
+    plan, status = _plan_of(ctx, campaign_id)
+    if status not in campaigns.STARTABLE:
+        message = f"cannot start campaign #{campaign_id}: it is {status}"
+        return _campaign_page(request, ctx, campaign_id, status_code=409, error=message)
+    if confirmed != "1":
+        return _review_page(request, ctx, plan, campaign_id=campaign_id)
+    if resend == "1":
+        with ctx.db.session() as session:
+            campaigns.allow_resend(campaign_id, session=session)
     return _start(request, ctx, campaign_id)
 
 

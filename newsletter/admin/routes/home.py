@@ -139,7 +139,10 @@ def dashboard(request: Request, ctx: Ctx, identity: Editor) -> Response:
         counts = {
             "resources": _count(session, select(func.count(Resource.id))),
             "drafts": _count(
-                session, select(func.count(Issue.id)).where(Issue.status == IssueStatus.DRAFT)
+                session,
+                select(func.count(Issue.id)).where(
+                    Issue.status == IssueStatus.DRAFT, Issue.published_at.is_(None)
+                ),
             ),
             "sending": _count(
                 session,
