@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import typer
 
 from newsletter.cli.common import app_context, console
@@ -15,17 +17,40 @@ def serve(
         "127.0.0.1",
         help="Proxies trusted to set X-Forwarded-For (the client IP used for rate limits).",
     ),
+    worker: bool = typer.Option(
+        True,
+        "--worker/--no-worker",
+        help="Also start due campaigns and send them here (--no-worker: separate workers do).",
+    ),
 ) -> None:
-    """Serve the web app with uvicorn; refuses the default secret key unless debug is on."""
+    """Serve the web app and, unless --no-worker, the scheduler and a send worker in-process."""
     import uvicorn
 
+    from newsletter.scheduling.runner import InProcess
     from newsletter.web import create_app, require_secret
 
     app_ctx = app_context(ctx)
     require_secret(app_ctx.settings)  # before touching the database: fail fast
-    app = create_app(app_ctx.settings, app_ctx.db)
+    app = create_app(app_ctx.settings, app_ctx.db, sends_in_process=worker)
     console.print(f"serving on http://{host}:{port}/ (public URL {app_ctx.settings.base_url})")
-    uvicorn.run(
-        app, host=host, port=port, proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips,
-        server_header=False, log_level="info",
-    )  # fmt: skip
+    console.print(
+        "sending here: scheduled and started campaigns go out from this process"
+        if worker
+        else "not sending here (--no-worker): 'newsletter worker' and 'scheduler run' send",
+        highlight=False,
+    )
+    background = InProcess(app_ctx.db, app_ctx.settings) if worker else None
+    if background is not None:
+        background.start()
+        # uvicorn re-raises SIGTERM/SIGINT once it has shut down; with the default handler
+        # that kills the process before the worker finishes its batch.  Ours lets it return.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: background.stop_event.set())
+    try:
+        uvicorn.run(
+            app, host=host, port=port, proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips,
+            server_header=False, log_level="info",
+        )  # fmt: skip
+    finally:
+        if background is not None:
+            background.stop()

@@ -275,3 +275,27 @@ class SchedulerRuntime:
         """The ids APScheduler holds for this runtime right now (for ``list`` and tests)."""
         scheduler = self._scheduler
         return sorted(j.id for j in scheduler.get_jobs()) if scheduler is not None else []
+
+
+class InProcess:
+    """A ``SchedulerRuntime`` with its worker on a thread beside another server (``serve``).
+
+    On the embedded default one process is all there is, so the web app starts
+    what is due and sends it; deployments with separate workers say
+    ``--no-worker``.  Stopping finishes the batch in hand and releases the lock.
+    """
+
+    def __init__(self, db: Database, settings: Settings, options: RunOptions | None = None):
+        self.runtime = SchedulerRuntime(db, settings, options=options)
+        self.stop_event = threading.Event()
+        self._thread = threading.Thread(
+            target=self.runtime.run, args=(self.stop_event,), name="newsletter-scheduler",
+            daemon=True,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self.stop_event.set()
+        self._thread.join(timeout)

@@ -42,6 +42,7 @@ def create_app(
     messenger: Messenger | None = None,
     limits: RateLimits | None = None,
     clock: Callable[[], datetime] = utcnow,
+    sends_in_process: bool = False,
 ) -> FastAPI:
     """The app; ``messenger`` defaults to the configured transport (closed on shutdown)."""
     require_secret(settings)
@@ -65,6 +66,7 @@ def create_app(
     app.state.web = WebContext(
         settings=settings, db=db, messenger=chosen, tokens=tokens_for(settings), clock=clock,
         ip_limiter=SlidingWindowLimiter(limits.per_ip, limits.window_seconds),
+        sends_in_process=sends_in_process,
     )  # fmt: skip
     app.state.templates = build_templates(settings)
     app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))

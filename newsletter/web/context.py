@@ -42,6 +42,7 @@ class WebContext:
     tokens: Tokens
     ip_limiter: SlidingWindowLimiter
     clock: Callable[[], datetime]
+    sends_in_process: bool = False  # serve runs the scheduler and a worker beside the app
 
     @property
     def topics(self) -> list[str]:

@@ -171,6 +171,7 @@ def _campaign_page(
             q=q, state=state, states=[s.value for s in DeliveryStatus], error=error,
             problems=problems or [], timezone=ctx.settings.timezone, already_sent=earlier,
             already_sent_text=campaigns.describe_earlier(earlier) if earlier else "",
+            sends_in_process=ctx.sends_in_process,
         )  # fmt: skip
 
 
