@@ -10,6 +10,7 @@ local outbox.
 from __future__ import annotations
 
 import os
+import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -149,14 +150,34 @@ def load_settings(**overrides: Any) -> Settings:
     config = os.environ.get("NEWSLETTER_CONFIG")
     if config and not Path(config).is_file():
         raise ConfigError(f"config file {config} (NEWSLETTER_CONFIG) does not exist")
+    toml_file = config or "newsletter.toml"
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigError(f"invalid setting {field}: {first['msg']}") from None
-    except (OSError, ValueError) as exc:  # unreadable or malformed newsletter.toml
-        raise ConfigError(f"cannot read settings: {exc}") from None
+        source = _source_of(str(first["loc"][0]) if first["loc"] else "", toml_file, overrides)
+        raise ConfigError(f"invalid setting {field}{source}: {_plain(first['msg'])}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{toml_file}: not valid TOML: {_plain(str(exc))}") from None
+    except (OSError, ValueError) as exc:  # unreadable newsletter.toml
+        raise ConfigError(f"{toml_file}: cannot read settings: {_plain(str(exc))}") from None
+
+
+def _source_of(name: str, toml_file: str, overrides: dict[str, Any]) -> str:
+    """Where a bad value came from, so the user knows what to edit."""
+    if not name or name in overrides:
+        return ""
+    if f"NEWSLETTER_{name.upper()}" in os.environ:
+        return f" (NEWSLETTER_{name.upper()})"
+    return f" (in {toml_file})" if Path(toml_file).is_file() else ""
+
+
+def _plain(message: str) -> str:
+    """Pydantic's message without its "Value error, " prefix, on one line."""
+    return " ".join(
+        message.removeprefix("Value error, ").removeprefix("Assertion failed, ").split()
+    )
 
 
 def classify_topics(settings: Settings) -> list[Any]:

@@ -40,12 +40,31 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str, *, schema: str | None = None) -> Engine:
-    """An engine for SQLite (creating its folder) or PostgreSQL (optionally pinned to a schema)."""
+def _sqlite_folder(database: str, var_dir: Path | None) -> None:
+    """Create the data folder for a SQLite file in it; any other missing folder is an error.
+
+    The default ``var/newsletter.db`` must work on a fresh machine, but a typo
+    in a path elsewhere (``/srv/newsleter/db.sqlite``) must not silently grow a
+    new, empty database in a new folder.
+    """
+    folder = Path(database).parent
+    if folder.is_dir():
+        return
+    inside = var_dir is not None and folder.resolve().is_relative_to(var_dir.resolve())
+    if not inside:
+        raise DatabaseError(
+            f"the folder {folder} for the SQLite database does not exist; create it first "
+            f"(only the data folder {var_dir or 'var_dir'} is created for you)"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def make_engine(url: str, *, schema: str | None = None, var_dir: Path | None = None) -> Engine:
+    """An engine for SQLite (creating its folder inside ``var_dir``) or PostgreSQL."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _sqlite_folder(parsed.database, var_dir)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -158,7 +177,9 @@ def head_revision() -> str | None:
 
 def connect(settings: Settings, *, migrate: bool = True) -> Database:
     """Open the configured database, check it answers, and migrate it to head."""
-    engine = make_engine(settings.database_url, schema=settings.database_schema)
+    engine = make_engine(
+        settings.database_url, schema=settings.database_schema, var_dir=settings.var_dir
+    )
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

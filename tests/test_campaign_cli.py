@@ -30,8 +30,12 @@ def test_import_create_start_report_retry(tmp_path: Path, seeds_dir: Path) -> No
     assert started.returncode == 0, started.stderr
     assert "campaign #1 started" in started.stdout and ": sent" in started.stdout
 
+    # The outbox reports no deliveries: said so, not "delivery rate 0.0 %".
+    assert "delivery rate not reported by this transport" in started.stdout
+    assert "delivery rate 0.0%" not in started.stdout
     report = json.loads(run("campaign", "report", "1", "--json", cwd=tmp_path).stdout)
     assert report["status"] == "sent" and report["counts"]["accepted"] == report["total"] > 0
+    assert report["rates"]["delivery_rate"] is None
     assert len(report["recipients"]) == report["total"]
     outbox = list((tmp_path / "var" / "outbox").glob("*.eml"))
     assert len(outbox) == report["total"] + 1  # plus the test send

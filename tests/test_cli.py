@@ -122,7 +122,7 @@ def test_invalid_setting_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "newsletter.toml").write_text('database_url = "mysql://x"\n')
     _assert_one_line_error(run("resources", "list", cwd=tmp_path), "database_url")
     (tmp_path / "newsletter.toml").write_text("this is not toml")
-    _assert_one_line_error(run("resources", "list", cwd=tmp_path), "settings")
+    _assert_one_line_error(run("resources", "list", cwd=tmp_path), "newsletter.toml")
 
 
 def test_settings_sources_in_priority_order(
@@ -147,3 +147,29 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
     result = run("db", "upgrade", cwd=tmp_path)
     assert result.returncode == 0 and "database at" in result.stdout
     assert run("db", "current", cwd=tmp_path).stdout.strip() == result.stdout.split()[-1]
+
+
+def test_settings_errors_say_which_file_or_variable(tmp_path: Path) -> None:
+    (tmp_path / "newsletter.toml").write_text('transport = "outbox\n')
+    _assert_one_line_error(
+        run("resources", "list", cwd=tmp_path), "newsletter.toml: not valid TOML"
+    )
+    (tmp_path / "newsletter.toml").write_text('batch_size = "many"\n')
+    _assert_one_line_error(
+        run("resources", "list", cwd=tmp_path), "invalid setting batch_size (in newsletter.toml)"
+    )
+    (tmp_path / "newsletter.toml").unlink()
+    result = run("resources", "list", cwd=tmp_path, env={"NEWSLETTER_DATABASE_URL": "mysql://x"})
+    _assert_one_line_error(result, "database_url (NEWSLETTER_DATABASE_URL): must be a sqlite")
+    assert "Value error" not in result.stderr
+
+
+def test_a_sqlite_path_in_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    """A typo in a path must not silently grow a new empty database; var/ is still created."""
+    missing = tmp_path / "no-such-folder" / "deeper" / "news.db"
+    result = run("resources", "list", cwd=tmp_path,
+                 env={"NEWSLETTER_DATABASE_URL": f"sqlite:///{missing}"})  # fmt: skip
+    _assert_one_line_error(result, f"the folder {missing.parent} for the SQLite database")
+    assert not (tmp_path / "no-such-folder").exists()
+    assert run("resources", "list", cwd=tmp_path).returncode == 0  # the default var/newsletter.db
+    assert (tmp_path / "var" / "newsletter.db").exists()

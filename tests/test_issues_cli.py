@@ -135,3 +135,34 @@ def test_preview_without_chromium_writes_the_files_and_warns(
     [warning] = [line for line in result.stderr.splitlines() if line.strip()]
     assert warning.startswith("warning: screenshots skipped:")
     assert "newsletter[preview]" in warning
+
+
+def test_every_problem_of_an_issue_file_in_one_run(run: Run, tmp_path: Path) -> None:
+    """Three mistakes, one run, one line, plain words (no 'not None')."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "number: 7\n"
+        "title: T\n"
+        "subjet: S\n"  # a typo, and so no subject
+        "sections:\n"
+        "  - heading: H\n"
+        "    items:\n"
+        "      - resource: nope\n"
+        "      - blurb: an article without a title\n"
+    )
+    code, _, err = run("issue", "import", str(bad))
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1, err
+    line = lines[0]
+    for needle in (f"{bad}:3: unknown issue key 'subjet'", "missing subject", "missing date",
+                   f"{bad}:8: an item needs a resource"):  # fmt: skip
+        assert needle in line, line
+    assert "not None" not in line and "Traceback" not in err
+    bad.write_text(
+        bad.read_text()
+        .replace("subjet", "subject")
+        .replace("      - blurb: an article without a title\n", "")
+        + "date: 2018-01-01\n"
+    )
+    code, _, err = run("issue", "import", str(bad))
+    assert code == 1 and f"{bad}:7: unknown resource" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -196,12 +197,41 @@ def test_add_edit_delete_and_errors(db: Database, settings: Settings) -> None:
             library.get_resource("toolkit-for-tomorrow", session=session)
 
 
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("*.txt")}
+
+
 def test_bundled_sample_library_is_the_shared_seed_set() -> None:
-    """``make demo`` uses a bundled copy of ../shared/seeds; it must not drift from the original."""
+    """``make demo`` uses a bundled copy of ../shared/seeds; it must not drift from the original.
+
+    The seeds' digests ship in tests/data/seeds.sha256, so the check runs in any
+    clone; beside ../shared the originals are checked against them too.
+    """
     from tests.conftest import BUNDLED_SEEDS, SHARED_SEEDS
 
-    if not SHARED_SEEDS.is_dir():
-        pytest.skip("../shared/seeds is not beside this clone (CI always has it)")
-    shared = {p.name: p.read_bytes() for p in SHARED_SEEDS.glob("*.txt")}
-    bundled = {p.name: p.read_bytes() for p in BUNDLED_SEEDS.glob("*.txt")}
-    assert bundled == shared
+    manifest = {}
+    for line in (Path(__file__).parent / "data" / "seeds.sha256").read_text().splitlines():
+        digest, name = line.split()
+        manifest[name] = digest
+    assert len(manifest) == 5 and _digests(BUNDLED_SEEDS) == manifest
+    if SHARED_SEEDS.is_dir():
+        assert _digests(SHARED_SEEDS) == manifest
+
+
+def test_added_by_hand_the_url_decides(db: Database, settings: Settings) -> None:
+    """Same title, no URL (an import would merge into it) vs a new URL: a new resource."""
+    topics = classify_topics(settings)
+    with db.session() as session:
+        bare = library.add_resource(ResourceRecord(title="Equity by Design"), session=session,
+                                    topics=topics)  # fmt: skip
+        linked = library.add_resource(
+            ResourceRecord(title="Equity by Design", url="https://e.org/equity"),
+            session=session, topics=topics,
+        )  # fmt: skip
+        assert linked.id != bare.id and linked.url == "https://e.org/equity"
+        with pytest.raises(ValidationError, match=f"already in the library as #{linked.id}"):
+            library.add_resource(ResourceRecord(title="Other", url="https://E.org/equity/"),
+                                 session=session, topics=topics)  # fmt: skip
+        with pytest.raises(ValidationError, match="already in the library"):
+            library.add_resource(ResourceRecord(title="equity by design"), session=session,
+                                 topics=topics)  # fmt: skip

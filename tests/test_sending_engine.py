@@ -629,3 +629,18 @@ def test_marking_a_batch_of_a_stopped_campaign_hands_it_back(
     finally:
         if claimer is not store:
             claimer.close()
+
+
+def test_an_idle_worker_stops_at_once_on_sigterm(store: SqlStore) -> None:
+    """Idle polling waits on the stop event: SIGTERM does not wait for the next poll."""
+    worker = Worker(
+        store=store, messenger=MemoryMessenger(), prepare=stub_preparer,  # type: ignore[arg-type]
+        policy=Policy(idle_poll_seconds=60.0),
+    )  # fmt: skip
+    stop = threading.Event()
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (worker.run(stop), done.set()))
+    thread.start()
+    threading.Timer(0.3, stop.set).start()
+    assert done.wait(20), "the worker slept through its stop signal"  # the poll is 60 s
+    thread.join()

@@ -48,8 +48,8 @@ def _when(value: datetime | None, tz_name: str) -> str:
     return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
 
 
-def _percent(value: float) -> str:
-    return f"{value * 100:.1f}%"
+def _percent(value: float | None) -> str:
+    return "not reported" if value is None else f"{value * 100:.1f}%"
 
 
 def build_env(settings: Settings) -> jinja2.Environment:

@@ -194,6 +194,11 @@ def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> 
     console.print(table)
 
 
+def _rate(name: str, value: float | None) -> str:
+    label = name.replace("_", " ")
+    return f"{label} {campaigns.NOT_REPORTED}" if value is None else f"{label} {value:.1%}"
+
+
 def _print_report(
     app_ctx: AppContext, campaign_id: int, *, as_json: bool, recipients: bool
 ) -> None:
@@ -209,7 +214,7 @@ def _print_report(
     )
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v)
     console.print(f"recipients {report.total}: {counts or 'none'}")
-    console.print(", ".join(f"{k.replace('_', ' ')} {v:.1%}" for k, v in report.rates.items()))
+    console.print(", ".join(_rate(k, v) for k, v in report.rates.items()))
     if report.unknown:
         console.print(
             f"[yellow]{len(report.unknown)} maybe sent (unknown):[/] reconcile from "

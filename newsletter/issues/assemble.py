@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from newsletter.errors import NotFoundError, ValidationError
-from newsletter.issues.source import ImageSource, IssueSource, ItemSource, SectionSource
+from newsletter.issues.source import (
+    ImageSource,
+    IssueSource,
+    ItemSource,
+    Problems,
+    SectionSource,
+)
 from newsletter.models import Resource
 from newsletter.render.content import ImageContent, IssueContent, ItemContent, SectionContent
 from newsletter.render.markup import escape_markdown
@@ -59,24 +65,28 @@ class ResourceFacts:
 
 
 def resolve_resources(source: IssueSource, *, session: Session) -> dict[str, ResourceFacts]:
-    """Every ``resource:`` reference resolved; unknown or repeated resources fail at their line."""
+    """Every ``resource:`` reference resolved; every unknown or repeated one is reported."""
     facts: dict[str, ResourceFacts] = {}
     first_seen: dict[int, str] = {}
+    problems = Problems()
     for _section, item in source.walk():
         if item.resource is None:
             continue
         try:
             row = get_resource(item.resource, session=session)
         except NotFoundError as exc:
-            raise ValidationError(f"unknown resource: {exc.message}", where=item.where) from None
+            problems.add(ValidationError(f"unknown resource: {exc.message}", where=item.where))
+            continue
         if row.id in first_seen:
             earlier = first_seen[row.id]
-            raise ValidationError(
+            problems.add(ValidationError(
                 f"duplicate item: resource #{row.id} ({row.slug}) is already at {earlier}",
                 where=item.where,
-            )
+            ))  # fmt: skip
+            continue
         first_seen[row.id] = item.where
         facts[item.resource] = ResourceFacts.from_row(row)
+    problems.raise_any()
     return facts
 
 

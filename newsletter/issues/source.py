@@ -8,11 +8,11 @@ gives an equal ``IssueSource``: the round trip loses nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -20,6 +20,8 @@ from newsletter.errors import ValidationError
 from newsletter.message import check_header_value
 from newsletter.models.issues import IssueStatus
 from newsletter.render.markup import bad_urls, url_problem
+
+T = TypeVar("T")
 
 # --- the data ------------------------------------------------------------------
 
@@ -82,6 +84,49 @@ class IssueSource:
         for section in self.sections:
             for item in section.items:
                 yield section, item
+
+
+# --- problems, all of them at once --------------------------------------------------
+
+
+class SourceError(ValidationError):
+    """Every problem found in an issue file, reported together (one line: what and where).
+
+    Fixing one problem per run is slow; editors get the whole list, first
+    problem first, each with its ``file:line``.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = list(dict.fromkeys(problems))  # (where, message), in file order
+        where, first = self.problems[0]
+        rest = "; ".join(f"{w}: {m}" for w, m in self.problems[1:])
+        more = f" (and {len(self.problems) - 1} more: {rest})" if rest else ""
+        super().__init__(first + more, where=where)
+
+
+class Problems:
+    """Collects ``ValidationError``s while a file is checked, then raises them together."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, str]] = []
+
+    def add(self, exc: ValidationError) -> None:
+        if isinstance(exc, SourceError):
+            self.found.extend(exc.problems)
+        else:
+            self.found.append((exc.where or "", exc.message))
+
+    def attempt(self, build: Callable[[], T], default: T) -> T:
+        """``build()``, or ``default`` with its problem noted, so checking goes on."""
+        try:
+            return build()
+        except ValidationError as exc:
+            self.add(exc)
+            return default
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise SourceError(self.found)
 
 
 # --- YAML with line numbers -----------------------------------------------------
@@ -154,6 +199,7 @@ class _Reader:
 
     data: _Map
     name: str
+    problems: Problems = field(default_factory=Problems)
 
     def at(self, key: str | None = None) -> str:
         line = self.data.lines.get(key, self.data.line) if key else self.data.line
@@ -163,10 +209,16 @@ class _Reader:
         return ValidationError(message, where=self.at(key))
 
     def check_keys(self, allowed: set[str], what: str) -> None:
+        """Note every unknown key (a typo like ``subjet`` is the commonest mistake)."""
+        expected = ", ".join(sorted(allowed))
         for key in self.data:
             if key not in allowed:
-                expected = ", ".join(sorted(allowed))
-                raise self.fail(f"unknown {what} key {key!r} (expected: {expected})", key)
+                self.problems.add(
+                    self.fail(f"unknown {what} key {key!r} (expected: {expected})", key)
+                )
+
+    def get(self, build: Callable[[], T], default: T) -> T:
+        return self.problems.attempt(build, default)
 
     def text(self, key: str, *, required: bool = False) -> str | None:
         """A text field; multi-line (Markdown) keeps its inner indentation, only the
@@ -189,7 +241,7 @@ class _Reader:
             return None
         if not isinstance(value, _Map):
             raise self.fail(f"{key} must be a mapping of {what}", key)
-        return _Reader(value, self.name)
+        return _Reader(value, self.name, self.problems)
 
     def children(self, key: str) -> list[_Reader]:
         value = self.data.get(key)
@@ -197,11 +249,13 @@ class _Reader:
             return []
         if not isinstance(value, list) or not all(isinstance(v, _Map) for v in value):
             raise self.fail(f"{key} must be a list of mappings", key)
-        return [_Reader(v, self.name) for v in value]
+        return [_Reader(v, self.name, self.problems) for v in value]
 
 
 def _number(reader: _Reader) -> int:
     value = reader.data.get("number")
+    if value is None:
+        raise reader.fail("missing number", "number" if "number" in reader.data else None)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise reader.fail("number must be a positive whole number", "number")
     return value
@@ -211,6 +265,8 @@ def _date(reader: _Reader) -> date:
     value = reader.data.get("date")
     if isinstance(value, date):
         return value
+    if value is None or not str(value).strip():
+        raise reader.fail("missing date (YYYY-MM-DD)", "date" if "date" in reader.data else None)
     try:
         return date.fromisoformat(str(value))
     except ValueError:
@@ -253,64 +309,72 @@ def _cta(reader: _Reader | None) -> CtaSource | None:
     return CtaSource(text=reader.text("text"), url=reader.text("url"))
 
 
+def _text(reader: _Reader, key: str) -> str | None:
+    return reader.get(lambda: reader.text(key), None)
+
+
+def _required(reader: _Reader, key: str) -> str:
+    return reader.get(lambda: reader.text(key, required=True), None) or ""
+
+
 def _item(reader: _Reader) -> ItemSource:
     reader.check_keys(ITEM_KEYS, "item")
     item = ItemSource(
-        resource=reader.text("resource"),
-        title=reader.text("title"),
-        byline=reader.text("byline"),
-        url=reader.text("url"),
-        blurb=reader.text("blurb"),
-        body=reader.text("body"),
-        image=_image(reader.child("image", "url, alt, caption, credit")),
-        cta=_cta(reader.child("cta", "text, url")),
+        resource=_text(reader, "resource"),
+        title=_text(reader, "title"),
+        byline=_text(reader, "byline"),
+        url=_text(reader, "url"),
+        blurb=_text(reader, "blurb"),
+        body=_text(reader, "body"),
+        image=reader.get(lambda: _image(reader.child("image", "url, alt, caption, credit")), None),
+        cta=reader.get(lambda: _cta(reader.child("cta", "text, url")), None),
         where=reader.at(),
     )
     if item.resource is None and item.title is None:
-        raise reader.fail("an item needs a resource (id, slug or URL) or a title")
+        reader.problems.add(reader.fail("an item needs a resource (id, slug or URL) or a title"))
     if item.resource is None and item.blurb is not None:
-        raise reader.fail("an article has a body, not a blurb", "blurb")
+        reader.problems.add(reader.fail("an article has a body, not a blurb", "blurb"))
     if item.resource is not None and item.body is not None:
-        raise reader.fail("a resource item has a blurb, not a body", "body")
+        reader.problems.add(reader.fail("a resource item has a blurb, not a body", "body"))
     return item
 
 
 def _section(reader: _Reader) -> SectionSource:
     reader.check_keys(SECTION_KEYS, "section")
-    heading = reader.text("heading", required=True)
-    assert heading is not None
     return SectionSource(
-        heading=heading,
-        topics=_topics(reader),
-        items=[_item(r) for r in reader.children("items")],
+        heading=_required(reader, "heading"),
+        topics=reader.get(lambda: _topics(reader), []),
+        items=[_item(r) for r in reader.get(lambda: reader.children("items"), [])],
         where=reader.at(),
     )
 
 
 def parse_source(text: str, name: str = "<issue>") -> IssueSource:
-    """Parse and check an issue file's text; the first problem raises with ``name:line``."""
+    """Parse and check an issue file's text; every problem is reported, each with ``name:line``.
+
+    Bad YAML stops at once (nothing after it can be read); anything else is
+    noted and checking goes on, so one run lists all that is wrong.
+    """
     data = _load_yaml(text, name)
     if not isinstance(data, _Map):
         raise ValidationError("an issue file must be a YAML mapping", where=f"{name}:1")
     reader = _Reader(data, name)
     reader.check_keys(ISSUE_KEYS, "issue")
-    title = reader.text("title", required=True)
-    subject = reader.text("subject", required=True)
-    assert title is not None and subject is not None
     source = IssueSource(
-        number=_number(reader),
-        title=title,
-        date=_date(reader),
-        subject=subject,
-        slug=reader.text("slug"),
-        status=_status(reader),
-        preheader=reader.text("preheader") or "",
-        intro=reader.text("intro") or "",
-        sections=[_section(r) for r in reader.children("sections")],
+        number=reader.get(lambda: _number(reader), 0),
+        title=_required(reader, "title"),
+        date=reader.get(lambda: _date(reader), date.min),
+        subject=_required(reader, "subject"),
+        slug=_text(reader, "slug"),
+        status=reader.get(lambda: _status(reader), None),
+        preheader=_text(reader, "preheader") or "",
+        intro=_text(reader, "intro") or "",
+        sections=[_section(r) for r in reader.get(lambda: reader.children("sections"), [])],
         name=name,
         lines={str(k): v for k, v in data.lines.items()},
     )
-    check_source(source)
+    reader.problems.attempt(lambda: check_source(source), None)
+    reader.problems.raise_any()
     return source
 
 
@@ -328,15 +392,15 @@ def load_source(path: Path) -> IssueSource:
 # --- checks that need no database ---------------------------------------------
 
 
-def _check_markdown(text: str | None, where: str) -> None:
+def _check_markdown(text: str | None, where: str, problems: Problems) -> None:
     for problem in bad_urls(text or ""):
-        raise ValidationError(f"bad Markdown: {problem}", where=where)
+        problems.add(ValidationError(f"bad Markdown: {problem}", where=where))
 
 
-def _check_url(url: str | None, kind: str, where: str) -> None:
+def _check_url(url: str | None, kind: str, where: str, problems: Problems) -> None:
     problem = url_problem(url, kind=kind) if url else None
     if problem:
-        raise ValidationError(problem, where=where)
+        problems.add(ValidationError(problem, where=where))
 
 
 def _item_key(item: ItemSource) -> str:
@@ -344,26 +408,31 @@ def _item_key(item: ItemSource) -> str:
 
 
 def check_source(source: IssueSource) -> None:
-    """Subject, Markdown links and images, item URLs, duplicate references."""
-    if not source.subject.strip():
-        raise ValidationError("missing subject", where=source.where("subject"))
-    try:
-        check_header_value("subject", source.subject)  # it becomes the Subject: header
-    except ValidationError as exc:
-        raise ValidationError(exc.message, where=source.where("subject")) from None
-    _check_markdown(source.intro, source.where("intro"))
+    """Subject, Markdown links and images, item URLs, duplicate references: all problems."""
+    problems = Problems()
+    if source.subject.strip():
+        try:
+            check_header_value("subject", source.subject)  # it becomes the Subject: header
+        except ValidationError as exc:
+            problems.add(ValidationError(exc.message, where=source.where("subject")))
+    else:  # also noted when the file was read: the same problem is listed once
+        problems.add(ValidationError("missing subject", where=source.where("subject")))
+    _check_markdown(source.intro, source.where("intro"), problems)
     seen: dict[str, str] = {}
     for _section, item in source.walk():
-        _check_markdown(item.blurb or item.body, item.where)
-        _check_url(item.url, "link", item.where)
-        _check_url(item.image.url if item.image else None, "image", item.where)
-        _check_url(item.cta.url if item.cta else None, "link", item.where)
+        _check_markdown(item.blurb or item.body, item.where, problems)
+        _check_url(item.url, "link", item.where, problems)
+        _check_url(item.image.url if item.image else None, "image", item.where, problems)
+        _check_url(item.cta.url if item.cta else None, "link", item.where, problems)
         key = _item_key(item)
         if key in seen:
-            raise ValidationError(
-                f"duplicate item: {key} is already at {seen[key]}", where=item.where
+            problems.add(
+                ValidationError(
+                    f"duplicate item: {key} is already at {seen[key]}", where=item.where
+                )
             )
         seen[key] = item.where
+    problems.raise_any()
 
 
 # --- IssueSource -> YAML ----------------------------------------------------------

@@ -67,6 +67,10 @@ def _unique_slug(title: str, *, session: Session) -> str:
     return candidate
 
 
+def same_url(url: str, *, session: Session) -> Resource | None:
+    return session.scalar(select(Resource).where(Resource.url_key == normalise_url(url)))
+
+
 def find_match(record: ResourceRecord, *, session: Session) -> Resource | None:
     """The existing row this record describes: same normalised URL, else same title.
 
@@ -74,8 +78,7 @@ def find_match(record: ResourceRecord, *, session: Session) -> Resource | None:
     under one title are two resources (a series, a re-edition).
     """
     if record.url:
-        url_key = normalise_url(record.url)
-        found = session.scalar(select(Resource).where(Resource.url_key == url_key))
+        found = same_url(record.url, session=session)
         if found is not None:
             return found
     candidates = session.scalars(
@@ -250,11 +253,18 @@ def _check_type(type_: str | None) -> None:
 
 
 def add_resource(record: ResourceRecord, *, session: Session, topics: Sequence[Topic]) -> Resource:
-    """Add one resource by hand; refuses a duplicate instead of merging silently."""
+    """Add one resource by hand; refuses a duplicate instead of merging silently.
+
+    With a URL, the URL decides: a resource of the same title without a URL
+    (an import merges into it) is another entry to an editor adding by hand.
+    """
     if not record.title.strip():
         raise ValidationError("a resource needs a title")
     _check_type(record.type)
-    existing = find_match(record, session=session)
+    if record.url:
+        existing = same_url(record.url, session=session)
+    else:
+        existing = find_match(record, session=session)
     if existing is not None:
         raise ValidationError(f"already in the library as #{existing.id} ({existing.slug})")
     row = _new_row(classify(record, topics), session=session)

@@ -176,7 +176,13 @@ def get_campaign(campaign_id: int, *, session: Session) -> Campaign:
 
 
 def start_campaign(
-    campaign_id: int, *, session: Session, checks: IssueChecks, batch_size: int, now: datetime
+    campaign_id: int,
+    *,
+    session: Session,
+    checks: IssueChecks,
+    batch_size: int,
+    now: datetime,
+    transport: str | None = None,
 ) -> bool:
     """Freeze the audience and set the campaign sending; False if it had already started.
 
@@ -207,6 +213,7 @@ def start_campaign(
             started_at=now,
             status_reason=None,
             segment_topics=universe,
+            transport=transport,
         )
     )
     if not getattr(won, "rowcount", 0):
@@ -357,6 +364,11 @@ def retry_failed(
 # --- report -------------------------------------------------------------------
 
 
+# Transports that report deliveries back (webhooks); the others only know "accepted".
+REPORTS_DELIVERY = frozenset({"sendgrid"})
+NOT_REPORTED = "not reported by this transport"
+
+
 @dataclass
 class CampaignReport:
     id: int
@@ -365,7 +377,7 @@ class CampaignReport:
     status_reason: str | None
     total: int
     counts: dict[str, int]
-    rates: dict[str, float]
+    rates: dict[str, float | None]  # None: this transport does not report it
     unknown: list[dict[str, Any]] = field(default_factory=list)
     recipients: list[dict[str, Any]] = field(default_factory=list)
 
@@ -373,17 +385,31 @@ class CampaignReport:
         return asdict(self)
 
 
-def _rates(counts: dict[str, int], opened: int, clicked: int) -> dict[str, float]:
+def reports_delivery(transport: str | None, counts: dict[str, int]) -> bool:
+    """Whether "delivered" means anything for this campaign (a delivery event ever came)."""
+    return transport in REPORTS_DELIVERY or counts.get("delivered", 0) > 0
+
+
+def _rates(
+    counts: dict[str, int], opened: int, clicked: int, *, delivery_reported: bool
+) -> dict[str, float | None]:
+    """Rates over what the transport can know: without delivery reports, over the accepted.
+
+    An outbox or SMTP relay says "accepted" and nothing after it, so a
+    delivery rate would read 0 % and every rate over it too: say "not
+    reported" instead, and measure engagement against what was accepted.
+    """
     sent = sum(counts.get(s, 0) for s in ("accepted", "delivered", "bounced", "dropped"))
     delivered = counts.get("delivered", 0)
+    reached = delivered if delivery_reported else delivered + counts.get("accepted", 0)
 
     def ratio(a: int, b: int) -> float:
         return round(a / b, 4) if b else 0.0
 
     return {
-        "delivery_rate": ratio(delivered, sent),
-        "open_rate": ratio(opened, delivered),
-        "click_rate": ratio(clicked, delivered),
+        "delivery_rate": ratio(delivered, sent) if delivery_reported else None,
+        "open_rate": ratio(opened, reached),
+        "click_rate": ratio(clicked, reached),
         "bounce_rate": ratio(counts.get("bounced", 0), sent),
     }
 
@@ -407,7 +433,12 @@ def campaign_report(
         status_reason=campaign.status_reason,
         total=campaign.total_recipients,
         counts=counts,
-        rates=_rates(counts, int(opened), int(clicked)),
+        rates=_rates(
+            counts,
+            int(opened),
+            int(clicked),
+            delivery_reported=reports_delivery(campaign.transport, counts),
+        ),
     )
     report.unknown = _rows(session, campaign_id, [DeliveryStatus.UNKNOWN], limit=None)
     if with_recipients:

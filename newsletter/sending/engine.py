@@ -152,6 +152,13 @@ class Worker:
             self._db(self.store.finish_campaigns, now=now)
             if until is not None and self._db(until):
                 break
+            self._idle(stop)
+
+    def _idle(self, stop: threading.Event) -> None:
+        """Wait before polling again; on the real clock SIGTERM ends the wait at once."""
+        if self.sleep is time.sleep:
+            stop.wait(self.policy.idle_poll_seconds)
+        else:  # an injected sleep (tests' fake clock) keeps control of time
             self.sleep(self.policy.idle_poll_seconds)
 
     def step(self) -> bool:

@@ -112,6 +112,7 @@ def start(
             checks=checks,
             batch_size=settings.batch_size,
             now=now or system_now(),
+            transport=settings.transport,
         )
 
 
