@@ -317,6 +317,11 @@ def _required(reader: _Reader, key: str) -> str:
     return reader.get(lambda: reader.text(key, required=True), None) or ""
 
 
+def _children(reader: _Reader, key: str) -> list[_Reader]:
+    none: list[_Reader] = []
+    return reader.get(lambda: reader.children(key), none)
+
+
 def _item(reader: _Reader) -> ItemSource:
     reader.check_keys(ITEM_KEYS, "item")
     item = ItemSource(
@@ -344,7 +349,7 @@ def _section(reader: _Reader) -> SectionSource:
     return SectionSource(
         heading=_required(reader, "heading"),
         topics=reader.get(lambda: _topics(reader), []),
-        items=[_item(r) for r in reader.get(lambda: reader.children("items"), [])],
+        items=[_item(r) for r in _children(reader, "items")],
         where=reader.at(),
     )
 
@@ -369,7 +374,7 @@ def parse_source(text: str, name: str = "<issue>") -> IssueSource:
         status=reader.get(lambda: _status(reader), None),
         preheader=_text(reader, "preheader") or "",
         intro=_text(reader, "intro") or "",
-        sections=[_section(r) for r in reader.get(lambda: reader.children("sections"), [])],
+        sections=[_section(r) for r in _children(reader, "sections")],
         name=name,
         lines={str(k): v for k, v in data.lines.items()},
     )
