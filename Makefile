@@ -7,13 +7,17 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest system-deps postgres bench bench-quick clean
+.PHONY: install demo test lint typecheck pytest system-deps postgres bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
+
+# The virtualenv with the package, its test tools and the optional preview extra.
+install: $(STAMP)
+	@echo "installed in $(VENV); activate it with: source $(VENV)/bin/activate"
 
 demo: $(STAMP)
 	$(BIN)/newsletter demo

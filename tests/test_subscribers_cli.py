@@ -103,3 +103,20 @@ def test_serve_refuses_the_placeholder_secret(
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", DEFAULT_SECRET)
     code, _, err = run(capsys, "serve", "--port", "1")
     assert code == 1 and "shipped placeholder" in err
+
+
+def test_outbox_list_and_show_read_the_confirmation(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "outbox", "list")
+    assert code == 0 and "no messages in" in out
+    run(capsys, "subscribers", "add", "ann@example.org", "--name", "Ann")
+    run(capsys, "subscribers", "add", "bob@example.org")
+    code, out, _ = run(capsys, "outbox", "list", "--to", "ann@example.org")
+    assert code == 0 and "Ann <ann@example.org>" in out and "bob@" not in out
+    code, out, _ = run(capsys, "outbox", "show", "--to", "ann@example.org")
+    assert code == 0 and "Hello Ann," in out and "http://127.0.0.1:8000/confirm/" in out
+    code, out, _ = run(capsys, "outbox", "show")  # the newest: Bob's
+    assert "To: bob@example.org" in out
+    code, _, err = run(capsys, "outbox", "show", "9")
+    assert code == 1 and "no message #9" in err

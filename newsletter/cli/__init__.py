@@ -15,6 +15,7 @@ from newsletter.cli import campaigns as campaigns_cli
 from newsletter.cli import db as db_cli
 from newsletter.cli import demo as demo_cli
 from newsletter.cli import issues as issues_cli
+from newsletter.cli import outbox as outbox_cli
 from newsletter.cli import resources as resources_cli
 from newsletter.cli import schedule as schedule_cli
 from newsletter.cli import secret as secret_cli
@@ -36,6 +37,7 @@ app.add_typer(resources_cli.app, name="resources")
 app.add_typer(subscribers_cli.app, name="subscribers")
 app.add_typer(users_cli.app, name="users")
 app.add_typer(secret_cli.app, name="secret")
+app.add_typer(outbox_cli.app, name="outbox")
 app.command("serve")(serve_cli.serve)
 app.add_typer(issues_cli.app, name="issue")
 app.add_typer(campaigns_cli.app, name="campaign")
