@@ -66,15 +66,15 @@ def show(
 ) -> None:
     """One message's headers and plain-text part, links included."""
     folder = app_context(ctx).settings.outbox_path
-    messages = [
-        p for p in _messages(folder) if not to or to.lower() in str(_read(p)["To"]).lower()
-    ]
+    messages = [p for p in _messages(folder) if not to or to.lower() in str(_read(p)["To"]).lower()]
     if len(messages) < number:
         raise NotFoundError(f"no message #{number} in {folder}/ (see 'newsletter outbox list')")
     message = _read(messages[number - 1])
     for header in ("From", "To", "Subject", "List-Unsubscribe"):
         if message[header]:
-            console.print(f"{header}: {message[header]}", highlight=False, markup=False)
+            console.print(
+                f"{header}: {message[header]}", highlight=False, markup=False, soft_wrap=True
+            )
     text = message.get_body(preferencelist=("plain",))
     body = text.get_content() if text is not None else "(no plain-text part)"
     console.print(f"\n{body}", highlight=False, markup=False, soft_wrap=True)
