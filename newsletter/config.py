@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 30.0
     # scheduling
     misfire_grace_seconds: int = 3600
+    # reader feedback (newsletter.tracking): first-party click and open tracking
+    tracking: bool = True  # off: links go straight to their destination, no open pixel
+    track_opens: bool = True  # the open pixel (clicks stay tracked while tracking is on)
+    tracking_retention_days: int = Field(395, ge=1)  # raw click/open events are purged after
+    scanner_window_seconds: float = Field(10.0, ge=0)  # a click this soon after sending: machine
 
     @field_validator("from_email", "from_name", "reply_to", "organisation", "list_id")
     @classmethod
@@ -123,6 +128,11 @@ class Settings(BaseSettings):
         explicit = self.secret_key.get_secret_value() if self.secret_key is not None else None
         previous = [key.get_secret_value() for key in self.previous_secret_keys]
         return resolve(explicit, previous, self.var_dir, debug=self.debug)
+
+    @property
+    def tracking_dir(self) -> Path:
+        """Where the web app spools clicks and opens before they reach the database."""
+        return self.var_dir / "tracking"
 
     @property
     def outbox_path(self) -> Path:

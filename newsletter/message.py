@@ -19,12 +19,25 @@ from newsletter.errors import ValidationError
 
 # Per-recipient fields every template may use.
 FIELDS = ("name", "email", "unsubscribe_url", "preferences_url", "web_url")
-_PLACEHOLDER = re.compile(r"%%([a-z_]+)(:html)?%%")
+# Fields a campaign's tracked template adds (``newsletter.tracking.links``): the tracked
+# URL of the link at position N, and the open pixel's whole <img> tag (raw HTML).
+OPEN_PIXEL = "open_pixel"
+_LINK_FIELD = re.compile(r"link_[1-9][0-9]{0,4}")
+_PLACEHOLDER = re.compile(r"%%([a-z_0-9]+)(:html)?%%")
+
+
+def is_field(name: str) -> bool:
+    return name in FIELDS or name == OPEN_PIXEL or _LINK_FIELD.fullmatch(name) is not None
+
+
+def link_field(position: int) -> str:
+    """The field carrying the tracked URL of the link at ``position`` (1-based)."""
+    return f"link_{position}"
 
 
 def placeholder(name: str, *, html: bool = False) -> str:
     """The marker a template writes where a per-recipient value goes."""
-    if name not in FIELDS:
+    if not is_field(name):
         raise ValueError(f"unknown placeholder {name!r}")
     return f"%%{name}:html%%" if html else f"%%{name}%%"
 
@@ -56,7 +69,7 @@ def _split(source: str) -> tuple[tuple[str, ...], tuple[tuple[str, bool], ...]]:
     slots: list[tuple[str, bool]] = []
     pos = 0
     for match in _PLACEHOLDER.finditer(source):
-        if match.group(1) not in FIELDS:
+        if not is_field(match.group(1)):
             continue
         chunks.append(source[pos : match.start()])
         slots.append((match.group(1), match.group(2) is not None))
@@ -97,6 +110,8 @@ class Template:
     html: _Part
     text: _Part
     headers: tuple[tuple[str, _Part], ...]
+    # Every field filled per recipient: FIELDS, then any the template adds (tracked links).
+    names: tuple[str, ...] = FIELDS
 
     @classmethod
     def compile(cls, rendered: RenderedEmail) -> Template:
@@ -104,13 +119,14 @@ class Template:
             check_header_value("header name", name)
             check_header_value(name, value)
         check_header_value("subject", rendered.subject)
-        return cls(
-            source=rendered,
-            subject=_Part.of(rendered.subject),
-            html=_Part.of(rendered.html),
-            text=_Part.of(rendered.text),
-            headers=tuple((k, _Part.of(v)) for k, v in rendered.headers.items()),
-        )
+        parts = (rendered.subject, rendered.html, rendered.text)
+        subject, html, text = (_Part.of(s) for s in parts)
+        headers = tuple((k, _Part.of(v)) for k, v in rendered.headers.items())
+        used = subject.fields | html.fields | text.fields
+        for _, part in headers:
+            used |= part.fields
+        extra = sorted(used - set(FIELDS), key=_field_order)
+        return cls(rendered, subject, html, text, headers, names=(*FIELDS, *extra))
 
     @property
     def fields(self) -> set[str]:
@@ -121,7 +137,7 @@ class Template:
 
     def fill(self, values: Mapping[str, str]) -> RenderedEmail:
         """The email for one recipient; missing fields become empty strings."""
-        raw = {name: values.get(name, "") for name in FIELDS}
+        raw = {name: values.get(name, "") for name in self.names}
         for name in ("name", "email"):
             check_header_value(name, raw[name])
         escaped = {name: htmllib.escape(value) for name, value in raw.items()}
@@ -133,10 +149,17 @@ class Template:
         )
 
 
-def substitutions(values: Mapping[str, str]) -> dict[str, str]:
+def _field_order(name: str) -> tuple[int, str]:
+    """Tracked links in position order (link_2 before link_10), the pixel last."""
+    if name.startswith("link_"):
+        return int(name[5:]), ""
+    return 1 << 30, name
+
+
+def substitutions(values: Mapping[str, str], names: tuple[str, ...] = FIELDS) -> dict[str, str]:
     """Placeholder -> value pairs for providers that substitute themselves (SendGrid)."""
     subs: dict[str, str] = {}
-    for name in FIELDS:
+    for name in names:
         value = values.get(name, "")
         subs[placeholder(name)] = value
         subs[placeholder(name, html=True)] = htmllib.escape(value)

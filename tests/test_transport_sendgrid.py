@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 import python_http_client
 from sendgrid.helpers.mail import (
+    ClickTracking,
     Content,
     CustomArg,
     From,
     Header,
     Mail,
     MailSettings,
+    OpenTracking,
     Personalization,
     ReplyTo,
     SandBoxMode,
@@ -123,7 +125,12 @@ def test_message_keeps_placeholders_and_disables_subscription_tracking(
     assert "%%unsubscribe_url:html%%" in body["content"][1]["value"]
     assert body["from"] == {"email": SAMPLE_SENDER.email, "name": SAMPLE_SENDER.name}
     assert body["reply_to"] == {"email": SAMPLE_SENDER.reply_to}
-    assert body["tracking_settings"] == {"subscription_tracking": {"enable": False}}
+    # Clicks and opens are tracked first-party: SendGrid's own tracking is off explicitly.
+    assert body["tracking_settings"] == {
+        "subscription_tracking": {"enable": False},
+        "click_tracking": {"enable": False, "enable_text": False},
+        "open_tracking": {"enable": False},
+    }
     assert body["mail_settings"] == {"sandbox_mode": {"enable": False}}
 
 
@@ -172,6 +179,8 @@ def _helper_payload(batch: MessageBatch) -> dict[str, Any]:
         mail.add_personalization(item, index)  # the default index 0 would reverse them
     tracking = TrackingSettings()
     tracking.subscription_tracking = SubscriptionTracking(False)
+    tracking.click_tracking = ClickTracking(False, False)
+    tracking.open_tracking = OpenTracking(False)
     mail.tracking_settings = tracking
     settings = MailSettings()
     settings.sandbox_mode = SandBoxMode(False)

@@ -215,6 +215,14 @@ def _print_report(
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v)
     console.print(f"recipients {report.total}: {counts or 'none'}")
     console.print(", ".join(_rate(k, v) for k, v in report.rates.items()))
+    e = report.engagement
+    if any(e.values()):
+        console.print(
+            f"readers: {e['opened']} opened ({e['opens']} opens), {e['clicked']} clicked "
+            f"({e['clicks']} clicks); machines, not counted as readers: "
+            f"{e['machine_opens']} opens, {e['machine_clicks']} clicks",
+            highlight=False,
+        )
     if report.unknown:
         console.print(
             f"[yellow]{len(report.unknown)} maybe sent (unknown):[/] reconcile from "

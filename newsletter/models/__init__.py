@@ -24,6 +24,7 @@ from newsletter.models.subscribers import (
     Suppression,
     SuppressionReason,
 )
+from newsletter.models.tracking import EngagementEvent, IssueLink, LinkClick
 
 __all__ = [
     "Base",
@@ -34,10 +35,13 @@ __all__ = [
     "ConsentKind",
     "Delivery",
     "DeliveryStatus",
+    "EngagementEvent",
     "Issue",
     "IssueItem",
+    "IssueLink",
     "IssueSection",
     "IssueStatus",
+    "LinkClick",
     "Resource",
     "ResourceTopic",
     "Role",

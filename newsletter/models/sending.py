@@ -145,8 +145,11 @@ class Delivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    opens: Mapped[int] = mapped_column(Integer, default=0)
-    clicks: Mapped[int] = mapped_column(Integer, default=0)
+    opens: Mapped[int] = mapped_column(Integer, default=0)  # human opens (any transport)
+    clicks: Mapped[int] = mapped_column(Integer, default=0)  # human clicks
+    # Prefetches, proxies, scanners and bots (newsletter.tracking.machine), kept apart.
+    machine_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    machine_clicks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class TestSend(Base):

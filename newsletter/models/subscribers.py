@@ -15,12 +15,14 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -79,6 +81,8 @@ class Subscriber(Base):
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     soft_bounces: Mapped[int] = mapped_column(Integer, default=0)
+    # The reader's choice on the preferences page: False sends untracked links, no pixel.
+    tracking: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     topic_rows: Mapped[list[SubscriberTopic]] = relationship(
         back_populates="subscriber",

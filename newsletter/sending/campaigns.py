@@ -378,6 +378,9 @@ class CampaignReport:
     total: int
     counts: dict[str, int]
     rates: dict[str, float | None]  # None: this transport does not report it
+    # Readers apart from machines (newsletter.tracking.machine): unique opened/clicked and
+    # totals for people, totals for prefetches, scanners and bots.
+    engagement: dict[str, int] = field(default_factory=dict)
     unknown: list[dict[str, Any]] = field(default_factory=list)
     recipients: list[dict[str, Any]] = field(default_factory=list)
 
@@ -421,11 +424,8 @@ def campaign_report(
     campaign = get_campaign(campaign_id, session=session)
     counts = {state.value: 0 for state in DeliveryStatus}
     counts.update(count_by_status(session, campaign_id))
-    opened, clicked = session.execute(
-        select(func.count(Delivery.opened_at), func.count(Delivery.clicked_at)).where(
-            Delivery.campaign_id == campaign_id
-        )
-    ).one()
+    engagement = _engagement(session, campaign_id)
+    opened, clicked = engagement["opened"], engagement["clicked"]
     report = CampaignReport(
         id=campaign.id,
         name=campaign.name,
@@ -439,11 +439,26 @@ def campaign_report(
             int(clicked),
             delivery_reported=reports_delivery(campaign.transport, counts),
         ),
+        engagement=engagement,
     )
     report.unknown = _rows(session, campaign_id, [DeliveryStatus.UNKNOWN], limit=None)
     if with_recipients:
         report.recipients = _rows(session, campaign_id, None, limit=limit)
     return report
+
+
+def _engagement(session: Session, campaign_id: int) -> dict[str, int]:
+    d = Delivery
+    row = session.execute(
+        select(
+            func.count(d.opened_at), func.count(d.clicked_at),
+            func.coalesce(func.sum(d.opens), 0), func.coalesce(func.sum(d.clicks), 0),
+            func.coalesce(func.sum(d.machine_opens), 0),
+            func.coalesce(func.sum(d.machine_clicks), 0),
+        ).where(d.campaign_id == campaign_id)
+    ).one()  # fmt: skip
+    names = ("opened", "clicked", "opens", "clicks", "machine_opens", "machine_clicks")
+    return {name: int(value) for name, value in zip(names, row, strict=True)}
 
 
 def _rows(

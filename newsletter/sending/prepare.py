@@ -8,21 +8,31 @@ segment, cached) and sign links (once per recipient, a few microseconds).
 from __future__ import annotations
 
 import hmac
+import time
 from base64 import urlsafe_b64encode
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from itsdangerous import URLSafeSerializer
+from sqlalchemy import select
 
 from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.errors import PreflightError
-from newsletter.message import Template
+from newsletter.message import Template, placeholder
+from newsletter.models.subscribers import Subscriber
 from newsletter.render import IssueContent, Renderer, render_issue, render_web_version
+from newsletter.render.segments import select_sections
 from newsletter.sending.types import Addressee, ClaimedBatch
 from newsletter.subscribers.tokens import HASH_PREFIX, Purpose, Tokens, tokens_for
+from newsletter.tracking.links import LinkKey, issue_links, track
+from newsletter.tracking.linkstore import ensure_links
+from newsletter.tracking.personal import TrackedLinks
+from newsletter.tracking.tokens import LinkSigner
 from newsletter.transports.base import MessageBatch, Recipient, Sender
+
+OPT_OUT_TTL_SECONDS = 60.0
 
 
 class _Bearer(NamedTuple):
@@ -88,9 +98,12 @@ class IssuePreparer:
     settings: Settings
     sender: Sender
     renderer: Renderer = field(default_factory=Renderer)
+    clock: Callable[[], float] = time.monotonic
     _content: dict[int, IssueContent] = field(default_factory=dict)
-    _templates: dict[tuple[int, frozenset[str]], Template] = field(default_factory=dict)
+    _templates: dict[tuple[int, frozenset[str], bool], Template] = field(default_factory=dict)
     _links: dict[Purpose, _LinkTokens] = field(default_factory=dict)
+    _tracked: dict[int, tuple[dict[LinkKey, int], TrackedLinks]] = field(default_factory=dict)
+    _opted_out: tuple[float, frozenset[int]] | None = None
 
     def content(self, issue_id: int) -> IssueContent:
         if issue_id not in self._content:
@@ -117,14 +130,56 @@ class IssuePreparer:
 
     # --- Preparer ---------------------------------------------------------------
 
-    def template(self, issue_id: int, segment: frozenset[str]) -> Template:
-        key = (issue_id, segment)
+    def template(self, issue_id: int, segment: frozenset[str], *, tracked: bool = True) -> Template:
+        """The segment's template; a campaign's has its links tracked (test sends never)."""
+        tracked = tracked and self.settings.tracking
+        key = (issue_id, segment, tracked)
         if key not in self._templates:
+            content = self.content(issue_id)
             rendered = render_issue(
-                self.content(issue_id), segment or None, theme=self.settings, renderer=self.renderer
+                content, segment or None, theme=self.settings, renderer=self.renderer
             )
+            if tracked:
+                positions, _links = self.tracked_links(issue_id)
+                rendered = track(
+                    rendered, sections=select_sections(content, segment or None),
+                    positions=positions, resolve=self._resolve(content),
+                    pixel=self.settings.track_opens,
+                )  # fmt: skip
             self._templates[key] = Template.compile(rendered)
         return self._templates[key]
+
+    # --- tracking ---------------------------------------------------------------
+
+    def _resolve(self, issue: IssueContent) -> dict[str, str]:
+        """Placeholders whose value is the same for everyone, as the URLs links store."""
+        return {placeholder("web_url", html=True): web_url(self.settings, issue)}
+
+    def tracked_links(self, issue_id: int) -> tuple[dict[LinkKey, int], TrackedLinks]:
+        """The issue's links stored once (``issue_links``) and their per-recipient signer."""
+        if issue_id not in self._tracked:
+            content = self.content(issue_id)
+            full = render_issue(content, None, theme=self.settings, renderer=self.renderer)
+            specs = issue_links(full, content, resolve=self._resolve(content))
+            with self.db.session() as session:
+                positions = ensure_links(issue_id, specs, session=session)
+            urls = {position: key.url for key, position in positions.items()}
+            links = TrackedLinks(
+                issue_id=issue_id, urls=urls, base_url=self.settings.base_url,
+                signer=LinkSigner(self.settings.keyring.verifying),
+                opens=self.settings.track_opens,
+            )  # fmt: skip
+            self._tracked[issue_id] = (positions, links)
+        return self._tracked[issue_id]
+
+    def opted_out(self) -> frozenset[int]:
+        """Subscribers who turned tracking off; re-read once a minute (not once per batch)."""
+        now = self.clock()
+        if self._opted_out is None or now - self._opted_out[0] > OPT_OUT_TTL_SECONDS:
+            with self.db.session() as session:
+                ids = session.scalars(select(Subscriber.id).where(Subscriber.tracking.is_(False)))
+                self._opted_out = (now, frozenset(ids))
+        return self._opted_out[1]
 
     def web_version(self, issue_id: int) -> str:
         return render_web_version(
@@ -160,8 +215,22 @@ class IssuePreparer:
 
         return values
 
+    def _with_tracking(self, plain: _Values, issue_id: int) -> _Values:
+        """``plain`` plus each link's signed URL and the pixel, or the untracked values."""
+        _positions, links = self.tracked_links(issue_id)
+        opted_out = self.opted_out()
+        untracked = links.untracked()
+
+        def values(a: Addressee) -> dict[str, str]:
+            extra = untracked if a.subscriber_id in opted_out else links.values(a.delivery_id)
+            return {**plain(a), **extra}
+
+        return values
+
     def __call__(self, batch: ClaimedBatch) -> MessageBatch:
         values = self._values_for(self.content(batch.issue_id))
+        if self.settings.tracking:
+            values = self._with_tracking(values, batch.issue_id)
         recipients = [
             Recipient(ref=str(a.delivery_id), email=a.email, values=values(a))
             for a in batch.recipients

@@ -129,7 +129,7 @@ def review(
     preparer = preparer_for(db, settings)
     with db.session() as session:
         issue = campaigns.get_issue_by_number(issue_number, session=session)
-        rendered = preparer.template(issue.id, frozenset()).source
+        rendered = preparer.template(issue.id, frozenset(), tracked=False).source
         found = build_review(issue, topics, rendered, session=session, now=now, exclude=exclude)
         session.expunge_all()  # the page reads the rows after the session closes
     return found
@@ -151,7 +151,7 @@ def send_test(
     preparer = preparer_for(db, settings)
     with db.session() as session:
         issue_id = campaigns.get_issue_by_number(issue_number, session=session).id
-    template = preparer.template(issue_id, frozenset())
+    template = preparer.template(issue_id, frozenset(), tracked=False)  # no ledger row
     source = template.source
     test = Template.compile(
         type(source)(

@@ -49,7 +49,6 @@ from python_http_client.exceptions import HTTPError
 
 from newsletter.errors import ConfigError, ValidationError
 from newsletter.message import (
-    FIELDS,
     RenderedEmail,
     Template,
     check_header_value,
@@ -304,8 +303,15 @@ def _message(batch: MessageBatch, sandbox: bool) -> JSON:
         "subject": source.subject,
         "content": content,
         # We send our own List-Unsubscribe; SendGrid's footer link would be a second,
-        # untracked way out that our database never hears about.
-        "tracking_settings": {"subscription_tracking": {"enable": False}},
+        # untracked way out that our database never hears about.  Clicks and opens are
+        # tracked first-party (newsletter.tracking), per recipient and only with their
+        # consent; SendGrid's own tracking would wrap the links a second time and track
+        # readers who turned tracking off, so it is off explicitly, whatever the account says.
+        "tracking_settings": {
+            "subscription_tracking": {"enable": False},
+            "click_tracking": {"enable": False, "enable_text": False},
+            "open_tracking": {"enable": False},
+        },
         "mail_settings": {"sandbox_mode": {"enable": sandbox}},
     }
     if batch.sender.reply_to:
@@ -324,11 +330,12 @@ class _Personalizer:
     """
 
     def __init__(self, batch: MessageBatch) -> None:
-        used = _used_placeholders(batch.template.source)
+        self.names = batch.template.names
+        used = _used_placeholders(batch.template.source, self.names)
         self.headers = _header_template(batch.template).headers
         self.subs = [
             (key, name, html)
-            for name in FIELDS
+            for name in self.names
             for key, html in ((placeholder(name), False), (placeholder(name, html=True), True))
             if key in used
         ]
@@ -340,7 +347,7 @@ class _Personalizer:
 
     def __call__(self, rcpt: Recipient) -> JSON:
         given = rcpt.values
-        raw = {name: given.get(name, "") for name in FIELDS}
+        raw = {name: given.get(name, "") for name in self.names}
         raw["email"] = rcpt.email
         check_header_value("name", raw["name"])  # what Template.fill checks, in its order
         check_header_value("email", raw["email"])
@@ -372,9 +379,9 @@ def _header_template(template: Template) -> Template:
     return Template.compile(RenderedEmail(subject="", html="", text="", headers=source.headers))
 
 
-def _used_placeholders(source: RenderedEmail) -> frozenset[str]:
+def _used_placeholders(source: RenderedEmail, names: tuple[str, ...]) -> frozenset[str]:
     """Substitution keys that occur in subject or content: the others would be dead weight."""
-    keys = substitutions({}).keys()
+    keys = substitutions({}, names).keys()
     return frozenset(k for k in keys if k in source.subject or k in source.text or k in source.html)
 
 

@@ -32,7 +32,6 @@ from email.utils import formatdate
 from typing import Any
 
 from newsletter.errors import ValidationError
-from newsletter.message import FIELDS
 from newsletter.transports.base import MessageBatch, Recipient
 
 Render = Callable[[MessageBatch, Recipient, str], bytes]
@@ -262,7 +261,7 @@ class BatchWire:
                 head.append(line.encode("ascii") + b"\r\n")
         boundary = boundary or new_boundary()
         head[multipart] = f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'.encode()
-        raw = {name: rcpt.values.get(name, "") for name in FIELDS}
+        raw = {name: rcpt.values.get(name, "") for name in self.batch.template.names}
         raw["email"] = rcpt.email
         escaped = {name: htmllib.escape(value) for name, value in raw.items()}
         text = self._encode(self._text, filled.text, raw, escaped)

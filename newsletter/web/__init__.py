@@ -20,8 +20,9 @@ from newsletter.db import Database
 from newsletter.models.base import utcnow
 from newsletter.subscribers.tokens import tokens_for
 from newsletter.tracking import webhooks
+from newsletter.tracking.recorder import Drainer, Recorder
 from newsletter.transports import Messenger
-from newsletter.web import api, archive, errors, public
+from newsletter.web import api, archive, errors, public, redirects
 from newsletter.web.context import WebContext
 from newsletter.web.limits import RateLimits, SlidingWindowLimiter
 from newsletter.web.security import SecurityHeaders
@@ -50,9 +51,14 @@ def create_app(
     chosen = messenger or transports.build_messenger(settings)
     limits = limits or RateLimits()
 
+    recorder = Recorder.build(settings, db)
+    drainer = Drainer(recorder)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        drainer.start()  # stores what a killed predecessor spooled, then every second
         yield
+        drainer.close()
         if owned:
             chosen.close()
 
@@ -69,6 +75,8 @@ def create_app(
         sends_in_process=sends_in_process,
     )  # fmt: skip
     app.state.templates = build_templates(settings)
+    app.state.recorder = recorder
+    app.router.routes.extend(redirects.ROUTES)
     app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
     errors.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
