@@ -51,7 +51,7 @@ def test_start_now_progress_drain_and_report(
     before = client.get(f"/admin/api/campaigns/{cid}/progress").json()
     assert before == {
         "status": "sending", "total": 55, "done": 0, "queued": 55, "percent": 0.0,
-        "counts": {"queued": 55}, "finished": False, "reason": None,
+        "counts": {"queued": 55}, "finished": False, "reason": None, "complained": 0,
     }  # fmt: skip
     page = client.get(f"/admin/campaigns/{cid}").text
     assert 'data-progress-url="/admin/api/campaigns/' in page and 'id="pause"' in page

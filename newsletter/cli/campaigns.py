@@ -197,7 +197,7 @@ def _print_report(
         highlight=False,
     )
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v)
-    console.print(f"recipients {report.total}: {counts or 'none'}")
+    console.print(f"recipients {report.total}: {counts or 'none'}; complained {report.complained}")
     console.print(", ".join(f"{k.replace('_', ' ')} {v:.1%}" for k, v in report.rates.items()))
     if report.unknown:
         console.print(

@@ -2,6 +2,7 @@
 
 from newsletter.models.accounts import Role, User, UserSession
 from newsletter.models.base import Base, UTCDateTime, utcnow
+from newsletter.models.bounces import GuardBaseline, InboundKind, InboundMail
 from newsletter.models.issues import Issue, IssueItem, IssueSection, IssueStatus
 from newsletter.models.resources import Resource, ResourceTopic
 from newsletter.models.scheduling import Schedule, ScheduleRun
@@ -33,6 +34,9 @@ __all__ = [
     "ConsentKind",
     "Delivery",
     "DeliveryStatus",
+    "GuardBaseline",
+    "InboundKind",
+    "InboundMail",
     "Issue",
     "IssueItem",
     "IssueSection",

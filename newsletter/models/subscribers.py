@@ -79,6 +79,9 @@ class Subscriber(Base):
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     soft_bounces: Mapped[int] = mapped_column(Integer, default=0)
+    # when the soft bounces since the last delivery happened (ISO 8601, oldest first,
+    # at most soft_bounce_limit kept): the window of the soft-bounce rule
+    soft_bounce_log: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
 
     topic_rows: Mapped[list[SubscriberTopic]] = relationship(
         back_populates="subscriber",

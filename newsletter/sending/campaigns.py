@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
@@ -163,7 +163,11 @@ def pause_campaign(campaign_id: int, *, session: Session, reason: str = "paused 
     )
 
 
-def resume_campaign(campaign_id: int, *, session: Session) -> None:
+def resume_campaign(campaign_id: int, *, session: Session, now: datetime | None = None) -> None:
+    """Continue a paused campaign; after a reputation-guard pause the guard counts afresh."""
+    from newsletter.bounces.guard import REASON_PREFIX, record_baseline
+
+    reason = session.scalar(select(Campaign.status_reason).where(Campaign.id == campaign_id))
     _transition(
         campaign_id,
         session=session,
@@ -175,6 +179,8 @@ def resume_campaign(campaign_id: int, *, session: Session) -> None:
     session.execute(
         update(Campaign).where(Campaign.id == campaign_id).values(consecutive_failures=0)
     )
+    if reason and reason.startswith(REASON_PREFIX):
+        record_baseline(session, campaign_id, now=now or datetime.now(UTC))
 
 
 def cancel_campaign(campaign_id: int, *, session: Session, now: datetime) -> None:
@@ -268,6 +274,7 @@ class CampaignReport:
     total: int
     counts: dict[str, int]
     rates: dict[str, float]
+    complained: int = 0  # recipients who reported it as spam (a feedback loop or SendGrid)
     unknown: list[dict[str, Any]] = field(default_factory=list)
     recipients: list[dict[str, Any]] = field(default_factory=list)
 
@@ -275,7 +282,7 @@ class CampaignReport:
         return asdict(self)
 
 
-def _rates(counts: dict[str, int], opened: int, clicked: int) -> dict[str, float]:
+def _rates(counts: dict[str, int], opened: int, clicked: int, complained: int) -> dict[str, float]:
     sent = sum(counts.get(s, 0) for s in ("accepted", "delivered", "bounced", "dropped"))
     delivered = counts.get("delivered", 0)
 
@@ -287,6 +294,7 @@ def _rates(counts: dict[str, int], opened: int, clicked: int) -> dict[str, float
         "open_rate": ratio(opened, delivered),
         "click_rate": ratio(clicked, delivered),
         "bounce_rate": ratio(counts.get("bounced", 0), sent),
+        "complaint_rate": ratio(complained, sent),
     }
 
 
@@ -302,6 +310,9 @@ def campaign_report(
             Delivery.campaign_id == campaign_id
         )
     ).one()
+    from newsletter.bounces.guard import complaint_count
+
+    complained = complaint_count(session, campaign_id)
     report = CampaignReport(
         id=campaign.id,
         name=campaign.name,
@@ -309,7 +320,8 @@ def campaign_report(
         status_reason=campaign.status_reason,
         total=campaign.total_recipients,
         counts=counts,
-        rates=_rates(counts, int(opened), int(clicked)),
+        rates=_rates(counts, int(opened), int(clicked), complained),
+        complained=complained,
     )
     report.unknown = _rows(session, campaign_id, [DeliveryStatus.UNKNOWN], limit=None)
     if with_recipients:
