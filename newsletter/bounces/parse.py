@@ -320,12 +320,12 @@ def _arf(msg: Message) -> tuple[InboundKind, list[Failure], str] | None:
     return kind, failures or [Failure(None, kind)], feedback or "abuse"
 
 
-def _dsn(msg: Message) -> list[Failure] | None:
-    """RFC 3464: one failure per ``failed`` or ``delayed`` recipient block."""
+def _dsn(msg: Message) -> tuple[list[Failure], int]:
+    """RFC 3464: one failure per ``failed`` or ``delayed`` recipient block, and how many
+    blocks reported success (delivered, relayed, expanded)."""
     parts = [p for p in _parts(msg) if p.get_content_type() == "message/delivery-status"]
-    if not parts:
-        return None
     failures: list[Failure] = []
+    successes = 0
     for part in parts:
         for block in _header_blocks(part):
             action = _header(block, "Action").lower()
@@ -339,11 +339,12 @@ def _dsn(msg: Message) -> list[Failure] | None:
             elif action.startswith(("fail", "error")) or (not action and status):
                 kind = kind_for_status(status, diagnostic) if status else InboundKind.HARD
             else:
-                continue  # delivered, relayed, expanded: not a failure
+                successes += int(action.startswith(("deliver", "relay", "expand")))
+                continue  # not a failure
             address = _address(_header(block, "Final-Recipient")) or _address(recipient)
             original = _address(_header(block, "Original-Recipient"))
             failures.append(Failure(original or address, kind, status, diagnostic))
-    return failures
+    return failures, successes
 
 
 def _specific(status: str | None, detail: str | None) -> str | None:
@@ -430,6 +431,8 @@ def _line_about(text: str, address: str) -> str | None:
         for line in ordered[:40]:
             if pattern.search(line):
                 return line
+    if address and address in lines[at].lower() and at + 1 < len(lines):
+        return lines[at + 1]  # Exim, qmail: the reason is the line under the address
     return None
 
 
@@ -449,7 +452,7 @@ def _classify(msg: Message) -> _Found | None:
     if arf is not None:
         kind, failures, feedback = arf
         return _Found(kind, failures, "arf", feedback)
-    dsn = _dsn(msg)
+    dsn, successes = _dsn(msg)
     if dsn:
         return _Found(_overall(dsn), dsn, "dsn")
     if _auto_reply(msg):
@@ -458,7 +461,7 @@ def _classify(msg: Message) -> _Found | None:
     if heuristic is not None:
         failures, how = heuristic
         return _Found(_overall(failures), failures, how)
-    if dsn is not None:  # a DSN whose every recipient was delivered, relayed or expanded
+    if successes:  # a DSN whose every recipient was delivered, relayed or expanded
         return _Found(InboundKind.AUTO_REPLY, [], "dsn")
     return None
 
