@@ -104,6 +104,14 @@ class Dovecot:
             assert status == "OK", data
             return int(data[0] or 0)
 
+    def clear(self, folder: str) -> None:
+        """Delete every message of a folder (if it exists)."""
+        with self._imap() as imap:
+            status, data = imap.select(folder)
+            if status == "OK" and int(data[0] or 0):
+                imap.store("1:*", "+FLAGS", r"(\Deleted)")
+                imap.expunge()
+
     @contextmanager
     def _imap(self) -> Iterator[imaplib.IMAP4]:
         imap = imaplib.IMAP4(self.host, self.imap_port, timeout=10)
