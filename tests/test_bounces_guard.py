@@ -39,7 +39,9 @@ def _campaign(db: Database, cid: int) -> tuple[str, str | None]:
 
 def _complain(processor: BounceProcessor, settings: Settings, ledger_id: int, email: str) -> None:
     token = Verp.from_settings(settings).address(str(ledger_id))
-    processor.process(arf("fbl@example.org", email, return_path=token, nonce=str(ledger_id)), source="smtp")
+    processor.process(
+        arf("fbl@example.org", email, return_path=token, nonce=str(ledger_id)), source="smtp"
+    )
 
 
 def test_complaints_past_the_line_pause_and_resume_starts_the_count_again(
@@ -69,7 +71,9 @@ def test_hard_bounces_past_five_percent_pause(db: Database, settings: Settings) 
     processor = BounceProcessor(db, settings)
     verp = Verp.from_settings(settings)
     for ledger_id, email in rows[:25]:  # 25 of 500 is exactly 5 %: not past it
-        processor.process(dsn(verp.address(str(ledger_id)), email, nonce=str(ledger_id)), source="smtp")
+        processor.process(
+            dsn(verp.address(str(ledger_id)), email, nonce=str(ledger_id)), source="smtp"
+        )
     assert _campaign(db, cid)[0] == "sending"
     ledger_id, email = rows[25]
     processor.process(dsn(verp.address(str(ledger_id)), email, nonce="last"), source="smtp")
@@ -93,7 +97,9 @@ def test_the_sendgrid_path_is_guarded_the_same_way(db: Database, settings: Setti
         for i, (lid, email) in enumerate(rows[:3])
     ]
     with db.session() as session:
-        report = ingest(events, session=session, now=now, policy=BouncePolicy.from_settings(settings))
+        report = ingest(
+            events, session=session, now=now, policy=BouncePolicy.from_settings(settings)
+        )
     assert report.paused == [cid] and _campaign(db, cid)[0] == "paused"
 
 

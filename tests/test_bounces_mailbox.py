@@ -134,3 +134,25 @@ def test_bad_login_and_no_server_are_clear_errors(
         poll_mailbox(BounceProcessor(db, nowhere), nowhere)
     with pytest.raises(ConfigError, match="no bounce mailbox"):
         poll_mailbox(BounceProcessor(db, settings), settings)
+
+
+def test_the_scheduler_polls_the_mailbox_only_when_one_is_configured(
+    db: Database, settings: Settings, empty: Dovecot
+) -> None:
+    from newsletter.scheduling.runner import BOUNCE_JOB, RunOptions, SchedulerRuntime
+    from tests.scheduler_helpers import running, wait_for
+
+    options = RunOptions(sweep_seconds=60.0, retry_seconds=0.1, worker=False)
+    plain = SchedulerRuntime(db, settings, options=options)
+    with running(plain):
+        assert wait_for(plain.leading.is_set, timeout=5)
+        assert BOUNCE_JOB not in plain.stored_job_ids()
+    configured = _settings(settings, empty, bounce_poll_minutes=0.01)  # every 0.6 s
+    _fill(db, configured, empty)
+    runtime = SchedulerRuntime(db, configured, options=options)
+    with running(runtime):
+        assert wait_for(runtime.leading.is_set, timeout=5)
+        assert BOUNCE_JOB in runtime.stored_job_ids()
+        assert wait_for(lambda: empty.count() == 0, timeout=15)
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(InboundMail)) == 3
