@@ -16,8 +16,8 @@ from newsletter.db import Database
 from newsletter.models import Delivery, Subscriber, Suppression
 from newsletter.sending import campaigns, service
 from newsletter.subscribers.suppression import is_suppressed
+from newsletter.testing.bounce_mail import arf, dsn
 from newsletter.testing.smtp_sink import SmtpSink
-from tests.bounce_helpers import arf, dsn
 from tests.sending_helpers import add_subscribers
 from tests.test_cli import run
 

@@ -12,8 +12,8 @@ from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.models import Campaign, Delivery, GuardBaseline, Subscriber
 from newsletter.sending import campaigns
+from newsletter.testing.bounce_mail import arf, dsn
 from newsletter.tracking.events import BouncePolicy, Event, ingest
-from tests.bounce_helpers import arf, dsn
 from tests.sending_helpers import FakeClock, started_campaign
 
 

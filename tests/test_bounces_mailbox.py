@@ -17,7 +17,7 @@ from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.errors import ConfigError, TransportError
 from newsletter.models import Delivery, InboundMail
-from tests.bounce_helpers import arf, dsn
+from newsletter.testing.bounce_mail import arf, dsn
 from tests.dovecot import Dovecot, running_dovecot
 from tests.sending_helpers import sent_campaign
 

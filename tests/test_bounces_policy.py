@@ -19,7 +19,7 @@ from newsletter.models import (
     TrackingEvent,
 )
 from newsletter.sending.campaigns import campaign_report
-from tests.bounce_helpers import arf, dsn
+from newsletter.testing.bounce_mail import arf, dsn
 from tests.sending_helpers import sent_campaign
 
 

@@ -15,7 +15,7 @@ from newsletter.bounces.verp import Verp
 from newsletter.config import Settings
 from newsletter.db import Database, make_engine
 from newsletter.models import Delivery, InboundMail, Subscriber, Suppression
-from tests.bounce_helpers import arf, dsn
+from newsletter.testing.bounce_mail import arf, dsn
 from tests.sending_helpers import sent_campaign
 
 DOMAIN = "bounces.example.org"

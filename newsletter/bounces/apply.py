@@ -207,16 +207,21 @@ def _events(parsed: Parsed, targets: Sequence[Target], digest: str, now: datetim
     return found
 
 
+_INSERT_ROW = {
+    name: dialect.insert(InboundMail)
+    .on_conflict_do_nothing(index_elements=["digest"])
+    .returning(InboundMail.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}  # built once: values go as parameters, so the compiled statement is cached
+
+
 def _store_row(session: Session, values: dict[str, Any]) -> bool:
     """Insert the mail's row unless its digest is known; True if it was new."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(InboundMail)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["digest"])
-        .returning(InboundMail.id)
-    )
-    return session.execute(statement).scalar() is not None
+    statement = _INSERT_ROW[session.get_bind().dialect.name]
+    columns = ("envelope_to", "message_id", "delivery_id", "campaign_id", "status",
+               "diagnostic", "matched_by", "note", "raw")  # fmt: skip
+    row = {column: None for column in columns} | values
+    return session.execute(statement, [row]).scalar() is not None
 
 
 def apply(

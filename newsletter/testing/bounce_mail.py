@@ -1,4 +1,4 @@
-"""Build the mail that comes back (DSNs, ARF reports) the way real servers write them."""
+"""Mail that comes back (DSNs, ARF reports) as real servers write it, for tests and bench."""
 
 from __future__ import annotations
 
