@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import smtplib
 import statistics
-import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -34,13 +32,14 @@ from newsletter.bounces.apply import BounceProcessor
 from newsletter.bounces.parse import parse
 from newsletter.bounces.receiver import BounceServer
 from newsletter.bounces.verp import Verp
-from newsletter.config import Settings, load_settings
+from newsletter.config import Settings
 from newsletter.db import Database, connect
 from newsletter.models import Campaign, Delivery, Issue, Subscriber
 from newsletter.sending import campaigns
 from newsletter.subscribers.addresses import address_hash
 from newsletter.testing.bounce_mail import dsn
 
+from . import dataset
 from .dataset import PG_URL, postgres_available
 
 REPO = Path(__file__).resolve().parent.parent
@@ -124,28 +123,13 @@ def _dsns(settings: Settings, rows: list[tuple[int, str]]) -> list[tuple[str, by
 
 
 def _with_db(backend: str, work: Callable[[Database, Settings], float]) -> float:
-    folder = Path(tempfile.mkdtemp(prefix="bench-bounces-"))
-    overrides: dict[str, Any] = {"var_dir": folder, "secret_key": "bench-secret",
-                                 "bounce_domain": "bounces.example.org"}  # fmt: skip
-    schema = None
-    if backend == "postgresql":
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        engine = sa.create_engine(PG_URL)
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        overrides |= {"database_url": PG_URL, "database_schema": schema}
-    else:
-        overrides["database_url"] = f"sqlite:///{folder / 'bench.db'}"
-    settings = load_settings(**overrides)
-    db = connect(settings)
-    try:
-        return work(db, settings)
-    finally:
-        db.dispose()
-        if schema:
-            with engine.begin() as conn:
-                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-            engine.dispose()
+    with dataset.database(backend) as target:
+        settings = target.settings(bounce_domain="bounces.example.org")
+        db = connect(settings)
+        try:
+            return work(db, settings)
+        finally:
+            db.dispose()
 
 
 def bench_apply(backend: str, mails: int) -> float:
