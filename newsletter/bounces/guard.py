@@ -104,21 +104,21 @@ def check_campaigns(session: Session, ledger_ids: Iterable[int], limits: GuardLi
     from newsletter.sending.campaigns import pause_campaign
 
     ids = sorted(set(ledger_ids))
-    campaign_ids: set[int] = set()
+    sending: set[int] = set()
     for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        campaign_ids.update(
-            session.scalars(select(Delivery.campaign_id).where(Delivery.id.in_(chunk)).distinct())
+        sending.update(
+            session.scalars(
+                select(Campaign.id)
+                .join(Delivery, Delivery.campaign_id == Campaign.id)
+                .where(
+                    Delivery.id.in_(ids[start : start + _CHUNK]),
+                    Campaign.status == CampaignStatus.SENDING,
+                )
+                .distinct()
+            )
         )
-    if not campaign_ids:
-        return []
-    sending = session.scalars(
-        select(Campaign.id).where(
-            Campaign.id.in_(sorted(campaign_ids)), Campaign.status == CampaignStatus.SENDING
-        )
-    ).all()
     paused: list[int] = []
-    for campaign_id in sending:
+    for campaign_id in sorted(sending):
         base = session.get(GuardBaseline, campaign_id)
         reason = verdict(reputation(session, campaign_id).since(base), limits)
         if reason is not None:
