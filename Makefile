@@ -23,10 +23,13 @@ demo: $(STAMP)
 	$(BIN)/newsletter demo
 
 # OS packages the tests need: Chromium for browser tests and email screenshots, wrk for
-# the load test (tests/reliability/test_load.py, bench/load_subscribe.py).
+# the load test (tests/reliability/test_load.py, bench/load_subscribe.py), Dovecot's IMAP
+# and POP3 servers for the bounce-mailbox tests (tests/dovecot.py).
 system-deps:
-	@{ command -v chromium && command -v wrk; } >/dev/null || { $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-dejavu-core wrk; }
+	@{ command -v chromium && command -v wrk && test -x /usr/lib/dovecot/imap && \
+	  test -x /usr/lib/dovecot/pop3; } >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-dejavu-core wrk \
+	  dovecot-imapd dovecot-pop3d; }
 
 # PostgreSQL is required for the tests; start the local cluster if it is down.
 postgres:

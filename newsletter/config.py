@@ -105,6 +105,29 @@ class Settings(BaseSettings):
     track_opens: bool = True  # the open pixel (clicks stay tracked while tracking is on)
     tracking_retention_days: int = Field(395, ge=1)  # raw click/open events are purged after
     scanner_window_seconds: float = Field(10.0, ge=0)  # a click this soon after sending: machine
+    # bounces and complaints (newsletter/bounces; README "Bounces and complaints")
+    bounce_domain: str | None = None  # None: the domain of from_email
+    bounce_local_part: str = "bounces"
+    bounce_extra_local_parts: list[str] = Field(
+        default_factory=lambda: ["fbl", "abuse", "postmaster"]
+    )
+    bounce_smtp_host: str = "127.0.0.1"
+    bounce_smtp_port: int = Field(25, ge=0, le=65535)
+    bounce_max_message_bytes: int = Field(10 * 1024 * 1024, ge=64 * 1024)
+    bounce_mailbox_protocol: Literal["imap", "pop3"] = "imap"
+    bounce_mailbox_host: str | None = None  # None: no mailbox is polled
+    bounce_mailbox_port: int | None = None  # None: 993/143 (IMAP), 995/110 (POP3)
+    bounce_mailbox_security: Literal["ssl", "starttls", "none"] = "ssl"
+    bounce_mailbox_user: str | None = None
+    bounce_mailbox_password: SecretStr | None = None
+    bounce_mailbox_folder: str = "INBOX"
+    bounce_mailbox_done_folder: str | None = None  # IMAP: move here instead of deleting
+    bounce_poll_minutes: float = Field(5.0, gt=0)
+    soft_bounce_limit: int = Field(3, ge=1)
+    soft_bounce_window_days: float = Field(14.0, gt=0)
+    guard_complaint_rate: float = Field(0.003, ge=0, le=1)
+    guard_hard_bounce_rate: float = Field(0.05, ge=0, le=1)
+    guard_min_sent: int = Field(500, ge=1)
 
     @field_validator("from_email", "from_name", "reply_to", "organisation", "list_id")
     @classmethod
@@ -114,6 +137,17 @@ class Settings(BaseSettings):
             return None if value is None else check_header_value(str(info.field_name), value)
         except InputError as exc:
             raise ValueError(exc.message) from None
+
+    @field_validator("bounce_local_part", "bounce_domain")
+    @classmethod
+    def _bounce_address_part(cls, value: str | None) -> str | None:
+        """Parts of the VERP address: plain, lowercase, and free of the ``+`` separator."""
+        if value is None:
+            return None
+        allowed = "abcdefghijklmnopqrstuvwxyz0123456789-."
+        if not value or not set(value.lower()) <= set(allowed):
+            raise ValueError("may hold only letters, digits, '-' and '.'")
+        return value.lower()
 
     @field_validator("database_url")
     @classmethod
@@ -137,6 +171,12 @@ class Settings(BaseSettings):
     @property
     def outbox_path(self) -> Path:
         return self.outbox_dir or self.var_dir / "outbox"
+
+    @property
+    def bounce_domain_name(self) -> str:
+        """Where bounces go: ``bounce_domain``, else the domain of the From address."""
+        domain = self.bounce_domain or self.from_email.rpartition("@")[2] or "localhost"
+        return domain.lower()
 
     @classmethod
     def settings_customise_sources(

@@ -57,7 +57,7 @@ def test_start_now_progress_drain_and_report(
     before = client.get(f"/admin/api/campaigns/{cid}/progress").json()
     assert before == {
         "status": "sending", "total": 55, "done": 0, "queued": 55, "percent": 0.0,
-        "counts": {"queued": 55}, "finished": False, "reason": None,
+        "counts": {"queued": 55}, "finished": False, "reason": None, "complained": 0,
     }  # fmt: skip
     page = client.get(f"/admin/campaigns/{cid}").text
     assert 'data-progress-url="/admin/api/campaigns/' in page and 'id="pause"' in page
@@ -193,3 +193,36 @@ def test_line_chart_is_escaped_accessible_svg() -> None:
                                (start + timedelta(minutes=10), [2, 1])]  # fmt: skip
     single = line_chart(Timeline(start, timedelta(minutes=1), {"sent": [3]}), tz=UTC)
     assert "<circle" in str(single)
+
+
+def test_a_guard_pause_shows_its_reason_and_complaints_and_an_admin_resumes(
+    db: Database, settings: Settings, seeds_dir: Path
+) -> None:
+    from newsletter.bounces.apply import BounceProcessor
+    from newsletter.bounces.verp import Verp
+    from newsletter.testing.bounce_mail import arf
+
+    client = _admin(db, settings, seeds_dir, subscribers=20)
+    created = client.form(
+        "/admin/campaigns", {"issue": "42", "when": "now", "name": "April", "confirmed": "1"}
+    )
+    cid = _campaign_id(created.headers["location"])
+    service.drain(db, settings, cid)
+    with db.session() as session:  # as if 20 of a larger send were out and it still sent
+        session.execute(update(Campaign).where(Campaign.id == cid).values(status="sending"))
+        ledger = (
+            session.execute(select(Delivery.id).where(Delivery.campaign_id == cid)).scalars().all()
+        )
+    strict = settings.model_copy(update={"guard_min_sent": 10})
+    processor = BounceProcessor(db, strict)
+    token = Verp.from_settings(strict).address(str(ledger[0]))
+    processor.process(arf("fbl@example.org", "x@example.org", return_path=token), source="smtp")
+    page = client.get(f"/admin/campaigns/{cid}").text
+    assert "reputation guard: complaint rate 5.00% (1 of 20 sent) passed 0.30%" in page
+    assert 'class="alert alert-error" data-status-reason' in page and 'data-complained="1"' in page
+    progress = client.get(f"/admin/api/campaigns/{cid}/progress").json()
+    assert progress["status"] == "paused" and progress["complained"] == 1
+    resumed = client.form(f"/admin/campaigns/{cid}/resume", {})
+    assert resumed.status_code == 303
+    with db.session() as session:
+        assert session.get(Campaign, cid).status == "sending"  # type: ignore[union-attr]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -50,5 +51,10 @@ def test_issue_is_public_only_after_it_was_sent(
         assert item.findtext("title") == "Issue 42: April 2018"
         # The issue's own date, not the day this test happened to send it.
         assert item.findtext("pubDate", "").startswith("Sun, 01 Apr 2018 00:00:00")
-    # The email's "view in browser" link points at the page that now exists.
-    assert f"{settings.base_url}/archive/42" in messenger.sent[0].email_message.html
+        # The email's "view in browser" link (tracked, its first link) leads to that page.
+        html = messenger.sent[0].email_message.html
+        first = re.search(r'href="(http://[^"]+/r/[^"]+)"', html)
+        assert first is not None
+        answer = client.get(first.group(1).removeprefix(settings.base_url), follow_redirects=False)
+        assert answer.status_code == 302
+        assert answer.headers["location"] == f"{settings.base_url}/archive/42"

@@ -33,6 +33,7 @@ class Progress:
     done: int
     counts: dict[str, int]
     reason: str | None
+    complained: int = 0
 
     @property
     def percent(self) -> float:
@@ -46,7 +47,7 @@ class Progress:
         return {
             "status": self.status, "total": self.total, "done": self.done,
             "queued": self.total - self.done, "percent": self.percent, "counts": self.counts,
-            "finished": self.finished, "reason": self.reason,
+            "finished": self.finished, "reason": self.reason, "complained": self.complained,
         }  # fmt: skip
 
 
@@ -55,7 +56,11 @@ def progress(session: Session, campaign: Campaign) -> Progress:
     counts = count_by_status(session, campaign.id)
     queued = counts.get(DeliveryStatus.QUEUED, 0)
     total = campaign.total_recipients
-    return Progress(campaign.status, total, max(0, total - queued), counts, campaign.status_reason)
+    from newsletter.bounces.guard import complaint_count
+
+    done = max(0, total - queued)
+    complained = complaint_count(session, campaign.id)
+    return Progress(campaign.status, total, done, counts, campaign.status_reason, complained)
 
 
 # --- activity over time --------------------------------------------------------------------

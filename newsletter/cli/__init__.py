@@ -11,6 +11,7 @@ import sys
 import typer
 from rich.markup import escape
 
+from newsletter.cli import bounces as bounces_cli
 from newsletter.cli import campaigns as campaigns_cli
 from newsletter.cli import db as db_cli
 from newsletter.cli import demo as demo_cli
@@ -46,6 +47,7 @@ app.command("send-test")(campaigns_cli.send_test)
 app.command("demo")(demo_cli.demo)
 app.add_typer(schedule_cli.app, name="schedule")
 app.add_typer(schedule_cli.scheduler_app, name="scheduler")
+app.add_typer(bounces_cli.app, name="bounces")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -213,7 +213,7 @@ def _print_report(
         highlight=False,
     )
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v)
-    console.print(f"recipients {report.total}: {counts or 'none'}")
+    console.print(f"recipients {report.total}: {counts or 'none'}; complained {report.complained}")
     console.print(", ".join(_rate(k, v) for k, v in report.rates.items()))
     e = report.engagement
     if any(e.values()):

@@ -15,15 +15,19 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def progress_bar() -> Progress:
-    """The CLI's progress bar for long work; silent when output is not a terminal."""
+def progress_bar(on: Console | None = None) -> Progress:
+    """The CLI's progress bar for long work; silent when output is not a terminal.
+
+    ``on=err_console`` keeps it off stdout when stdout carries data (``--json``).
+    """
+    where = on or console
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        console=console,
+        console=where,
         transient=True,
-        disable=not console.is_terminal,
+        disable=not where.is_terminal,
     )
 
 

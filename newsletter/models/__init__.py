@@ -2,6 +2,7 @@
 
 from newsletter.models.accounts import Role, User, UserSession
 from newsletter.models.base import Base, UTCDateTime, utcnow
+from newsletter.models.bounces import GuardBaseline, InboundKind, InboundMail
 from newsletter.models.issues import Issue, IssueItem, IssueSection, IssueStatus
 from newsletter.models.resources import Resource, ResourceTopic
 from newsletter.models.scheduling import Schedule, ScheduleRun
@@ -36,6 +37,9 @@ __all__ = [
     "Delivery",
     "DeliveryStatus",
     "EngagementEvent",
+    "GuardBaseline",
+    "InboundKind",
+    "InboundMail",
     "Issue",
     "IssueItem",
     "IssueLink",

@@ -169,6 +169,8 @@ class TrackingEvent(Base):
     """A provider event, stored once (unique on the provider's event id)."""
 
     __tablename__ = "tracking_events"
+    # The reputation guard and the reports count a campaign's complaints (migration 0010).
+    __table_args__ = (Index("ix_tracking_events_campaign_event", "campaign_id", "event"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     provider: Mapped[str] = mapped_column(String(20), default="sendgrid")

@@ -83,6 +83,9 @@ class Subscriber(Base):
     soft_bounces: Mapped[int] = mapped_column(Integer, default=0)
     # The reader's choice on the preferences page: False sends untracked links, no pixel.
     tracking: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # when the soft bounces since the last delivery happened (ISO 8601, oldest first,
+    # at most soft_bounce_limit kept): the window of the soft-bounce rule
+    soft_bounce_log: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
 
     topic_rows: Mapped[list[SubscriberTopic]] = relationship(
         back_populates="subscriber",

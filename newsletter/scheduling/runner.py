@@ -34,7 +34,7 @@ from sqlalchemy import select
 
 from newsletter.config import Settings
 from newsletter.db import Database, redact
-from newsletter.errors import DatabaseError
+from newsletter.errors import DatabaseError, NewsletterError
 from newsletter.models import Campaign, CampaignStatus, Schedule
 from newsletter.scheduling.leader import LeaderLock, leader_lock
 from newsletter.scheduling.steps import DueReport, RunReport, Starter, tick
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 JOB_TABLE = "apscheduler_jobs"
 WAKEUP_PREFIXES = ("campaign-", "schedule-")
+BOUNCE_JOB = "bounces-poll"
 MAX_WAKEUPS = 200  # date jobs kept ahead; anything further is caught by the sweep
 
 _ACTIVE: dict[str, SchedulerRuntime] = {}
@@ -55,6 +56,14 @@ _ACTIVE_LOCK = threading.Lock()
 def store_key(settings: Settings) -> str:
     """Which database a job belongs to (password redacted: it is stored in the job row)."""
     return f"{redact(settings.database_url)}#{settings.database_schema or ''}"
+
+
+def poll_bounces(key: str) -> None:
+    """The bounce-mailbox job (only when ``bounce_mailbox_host`` is set): one poll, leader only."""
+    with _ACTIVE_LOCK:
+        runtime = _ACTIVE.get(key)
+    if runtime is not None:
+        runtime.poll_bounces()
 
 
 def wake(key: str) -> None:
@@ -196,6 +205,13 @@ class SchedulerRuntime:
             wake, "interval", seconds=self.options.sweep_seconds, args=[self.key],
             id="sweep", name="sweep", replace_existing=True,
         )  # fmt: skip
+        if self.settings.bounce_mailbox_host:
+            scheduler.add_job(
+                poll_bounces, "interval", minutes=self.settings.bounce_poll_minutes,
+                args=[self.key], id=BOUNCE_JOB, name=BOUNCE_JOB, replace_existing=True,
+            )  # fmt: skip
+        elif scheduler.get_job(BOUNCE_JOB) is not None:
+            scheduler.remove_job(BOUNCE_JOB)  # the mailbox was unconfigured since
         self._scheduler = scheduler
 
     def _stop_apscheduler(self) -> None:
@@ -228,6 +244,21 @@ class SchedulerRuntime:
         if self.on_tick is not None:
             self.on_tick(runs, due)
         return runs, due
+
+    def poll_bounces(self) -> None:
+        """Read the bounce mailbox once; a failure is logged and retried at the next interval."""
+        from newsletter.bounces.apply import BounceProcessor
+        from newsletter.bounces.mailbox import poll_mailbox
+
+        try:
+            report = poll_mailbox(BounceProcessor(self.db, self.settings), self.settings)
+        except NewsletterError as exc:
+            log.warning("bounce mailbox: %s", exc)
+            return
+        except Exception:
+            log.exception("bounce mailbox poll failed")
+            return
+        log.info("bounce mailbox: %d seen, %d stored", report.seen, report.stored)
 
     def _safe_tick(self) -> None:
         try:

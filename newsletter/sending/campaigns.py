@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
@@ -268,7 +268,11 @@ def pause_campaign(campaign_id: int, *, session: Session, reason: str = "paused 
     )
 
 
-def resume_campaign(campaign_id: int, *, session: Session) -> None:
+def resume_campaign(campaign_id: int, *, session: Session, now: datetime | None = None) -> None:
+    """Continue a paused campaign; after a reputation-guard pause the guard counts afresh."""
+    from newsletter.bounces.guard import REASON_PREFIX, record_baseline
+
+    reason = session.scalar(select(Campaign.status_reason).where(Campaign.id == campaign_id))
     _transition(
         campaign_id,
         session=session,
@@ -280,6 +284,8 @@ def resume_campaign(campaign_id: int, *, session: Session) -> None:
     session.execute(
         update(Campaign).where(Campaign.id == campaign_id).values(consecutive_failures=0)
     )
+    if reason and reason.startswith(REASON_PREFIX):
+        record_baseline(session, campaign_id, now=now or datetime.now(UTC))
 
 
 def cancel_campaign(campaign_id: int, *, session: Session, now: datetime) -> None:
@@ -381,6 +387,7 @@ class CampaignReport:
     # Readers apart from machines (newsletter.tracking.machine): unique opened/clicked and
     # totals for people, totals for prefetches, scanners and bots.
     engagement: dict[str, int] = field(default_factory=dict)
+    complained: int = 0  # recipients who reported it as spam (a feedback loop or SendGrid)
     unknown: list[dict[str, Any]] = field(default_factory=list)
     recipients: list[dict[str, Any]] = field(default_factory=list)
 
@@ -394,7 +401,12 @@ def reports_delivery(transport: str | None, counts: dict[str, int]) -> bool:
 
 
 def _rates(
-    counts: dict[str, int], opened: int, clicked: int, *, delivery_reported: bool
+    counts: dict[str, int],
+    opened: int,
+    clicked: int,
+    complained: int,
+    *,
+    delivery_reported: bool,
 ) -> dict[str, float | None]:
     """Rates over what the transport can know: without delivery reports, over the accepted.
 
@@ -414,6 +426,7 @@ def _rates(
         "open_rate": ratio(opened, reached),
         "click_rate": ratio(clicked, reached),
         "bounce_rate": ratio(counts.get("bounced", 0), sent),
+        "complaint_rate": ratio(complained, sent),
     }
 
 
@@ -426,6 +439,9 @@ def campaign_report(
     counts.update(count_by_status(session, campaign_id))
     engagement = _engagement(session, campaign_id)
     opened, clicked = engagement["opened"], engagement["clicked"]
+    from newsletter.bounces.guard import complaint_count
+
+    complained = complaint_count(session, campaign_id)
     report = CampaignReport(
         id=campaign.id,
         name=campaign.name,
@@ -437,9 +453,11 @@ def campaign_report(
             counts,
             int(opened),
             int(clicked),
+            complained,
             delivery_reported=reports_delivery(campaign.transport, counts),
         ),
         engagement=engagement,
+        complained=complained,
     )
     report.unknown = _rows(session, campaign_id, [DeliveryStatus.UNKNOWN], limit=None)
     if with_recipients:

@@ -4,6 +4,13 @@ Events arrive late, twice, and out of order.  Storage is idempotent on the
 provider's event id (``INSERT ... ON CONFLICT DO NOTHING RETURNING``), and a
 ledger row only ever moves *up* the ranking below, so a late ``processed``
 never undoes a ``delivered`` and a replayed request changes nothing.
+
+Both ways bounces come back go through ``ingest``: SendGrid's webhook and the
+mail that ``newsletter.bounces`` receives (provider ``bounces``), so one
+policy (``BouncePolicy``) holds for both: a hard bounce or a complaint
+suppresses at once; soft bounces suppress once ``soft_limit`` of them fall
+within ``soft_window`` with no delivery between them; and the reputation guard
+(``bounces.guard``) looks at every campaign a bounce or complaint touched.
 """
 
 from __future__ import annotations
@@ -11,14 +18,15 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from newsletter.config import Settings
 from newsletter.errors import ValidationError
 from newsletter.models.base import UTCDateTime
 from newsletter.models.sending import Delivery, DeliveryStatus, TrackingEvent
@@ -56,8 +64,51 @@ class Event:
     ledger_id: int | None
     campaign_id: int | None
     occurred_at: datetime
-    bounce_type: str | None
+    bounce_type: str | None  # SendGrid: "bounce" (hard) or "blocked"; ours: "hard" or "soft"
     reason: str | None
+    provider: str = "sendgrid"
+
+
+SOFT_BOUNCE_TYPES = frozenset({"blocked", "soft"})
+
+
+def is_soft_bounce(event: Event) -> bool:
+    """A bounce that is counted, not final (SendGrid's "blocked", our 4.x.x and 5.2.2)."""
+    return event.event == "bounce" and event.bounce_type in SOFT_BOUNCE_TYPES
+
+
+def is_hard_bounce(event: Event) -> bool:
+    return event.event == "bounce" and event.bounce_type not in SOFT_BOUNCE_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class GuardLimits:
+    """The reputation guard's thresholds (``settings.guard_*``)."""
+
+    complaint_rate: float = 0.003
+    hard_bounce_rate: float = 0.05
+    min_sent: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class BouncePolicy:
+    """What bounces and complaints do, the same for every transport."""
+
+    soft_limit: int = 3
+    soft_window: timedelta = timedelta(days=14)
+    guard: GuardLimits | None = GuardLimits()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BouncePolicy:
+        return cls(
+            soft_limit=settings.soft_bounce_limit,
+            soft_window=timedelta(days=settings.soft_bounce_window_days),
+            guard=GuardLimits(
+                complaint_rate=settings.guard_complaint_rate,
+                hard_bounce_rate=settings.guard_hard_bounce_rate,
+                min_sent=settings.guard_min_sent,
+            ),
+        )
 
 
 @dataclass
@@ -67,6 +118,7 @@ class IngestReport:
     duplicates: int = 0
     ignored: int = 0
     suppressed: int = 0
+    paused: list[int] = field(default_factory=list)  # campaigns the guard paused
 
 
 BIGINT_MAX = 2**63 - 1  # deliveries.id, tracking_events.delivery_id
@@ -140,7 +192,7 @@ def _insert_new(
         return _insert_new_postgres(session, events, now, hash_of)
     rows = [
         {
-            "provider": "sendgrid",
+            "provider": e.provider,
             "event_id": e.event_id,
             "event": e.event,
             "delivery_id": e.ledger_id,
@@ -166,13 +218,13 @@ _INSERT_NEW_POSTGRES = text(
     """
     INSERT INTO tracking_events (provider, event_id, event, delivery_id, campaign_id,
                                  email_hash, occurred_at, received_at, detail)
-    SELECT 'sendgrid', e.event_id, e.event, e.delivery_id, e.campaign_id, e.email_hash,
+    SELECT e.provider, e.event_id, e.event, e.delivery_id, e.campaign_id, e.email_hash,
            e.occurred_at, :now, e.detail
     FROM unnest(
         CAST(:event_ids AS VARCHAR[]), CAST(:kinds AS VARCHAR[]), CAST(:ledger_ids AS BIGINT[]),
         CAST(:campaign_ids AS INTEGER[]), CAST(:hashes AS VARCHAR[]),
-        CAST(:occurred AS TIMESTAMPTZ[]), CAST(:details AS TEXT[])
-    ) AS e(event_id, event, delivery_id, campaign_id, email_hash, occurred_at, detail)
+        CAST(:occurred AS TIMESTAMPTZ[]), CAST(:details AS TEXT[]), CAST(:providers AS VARCHAR[])
+    ) AS e(event_id, event, delivery_id, campaign_id, email_hash, occurred_at, detail, provider)
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
     """
@@ -192,6 +244,7 @@ def _insert_new_postgres(
         "hashes": [hash_of(e.email) for e in events],
         "occurred": [e.occurred_at for e in events],
         "details": [e.reason for e in events],
+        "providers": [e.provider for e in events],
     }
     return set(session.execute(_INSERT_NEW_POSTGRES, params).scalars())
 
@@ -221,10 +274,17 @@ class _Hashes:
             return value
 
 
+DEFAULT_POLICY = BouncePolicy()
+
+
 def ingest(
-    events: Sequence[Event], *, session: Session, now: datetime, soft_bounce_limit: int = 3
+    events: Sequence[Event],
+    *,
+    session: Session,
+    now: datetime,
+    policy: BouncePolicy = DEFAULT_POLICY,
 ) -> IngestReport:
-    """Store and apply a webhook's events in a handful of statements."""
+    """Store and apply a webhook's (or a bounce mail's) events in a handful of statements."""
     report = IngestReport(received=len(events))
     unique = list({e.event_id: e for e in events}.values())
     hash_of = _Hashes()
@@ -234,16 +294,24 @@ def ingest(
     report.duplicates = len(events) - len(fresh)
     _advance_states(session, fresh, now)
     _count_engagement(session, fresh)
-    report.suppressed = _suppressions(session, fresh, soft_bounce_limit, hash_of)
+    report.suppressed = _suppressions(session, fresh, policy, hash_of)
+    if policy.guard is not None and any(e.event in GUARDED_EVENTS for e in fresh):
+        from newsletter.bounces.guard import check_campaigns
+
+        touched = {e.ledger_id for e in fresh if e.event in GUARDED_EVENTS and e.ledger_id}
+        report.paused = check_campaigns(session, touched, policy.guard)
     return report
+
+
+GUARDED_EVENTS = frozenset({"bounce", "spamreport"})
 
 
 def _advance_states(session: Session, events: Sequence[Event], now: datetime) -> None:
     by_state: dict[DeliveryStatus, list[Event]] = {}
     for event in events:
         state = STATE_FOR_EVENT.get(event.event)
-        if event.event == "bounce" and event.bounce_type == "blocked":
-            state = None  # a block is a soft bounce: counted, not final
+        if is_soft_bounce(event):
+            state = None  # counted, not final
         if state is not None and event.ledger_id is not None:
             by_state.setdefault(state, []).append(event)
     for state in sorted(by_state, key=lambda s: RANK[s]):
@@ -293,9 +361,9 @@ def _count_engagement(session: Session, events: Sequence[Event]) -> None:
 
 
 def _suppressions(
-    session: Session, events: Sequence[Event], soft_limit: int, hash_of: _Hashes | None = None
+    session: Session, events: Sequence[Event], policy: BouncePolicy, hash_of: _Hashes | None = None
 ) -> int:
-    """Hard bounces and complaints suppress at once; soft bounces count, N in a row suppress.
+    """Hard bounces and complaints suppress at once; soft bounces count, N in a window suppress.
 
     A delivery resets its address's soft-bounce count.  Resets are collected and
     written together, before the next statement that could read or change a
@@ -317,12 +385,12 @@ def _suppressions(
         if not event.email:
             continue
         reason = SUPPRESS_FOR_EVENT.get(event.event)
-        if event.event == "bounce":
-            reason = None if event.bounce_type == "blocked" else "hard_bounce"
-            if reason is None:
-                flush()
-                if _soft_bounce(session, event.email, hash_of) >= soft_limit:
-                    reason = "hard_bounce"
+        if is_hard_bounce(event):
+            reason = "hard_bounce"
+        elif is_soft_bounce(event):
+            flush()
+            if _soft_bounce(session, event, policy, hash_of) >= policy.soft_limit:
+                reason = "hard_bounce"
         elif event.event == "delivered":
             ehash = hash_of(event.email)
             if ehash is not None:  # no valid address: the reset would match no subscriber
@@ -330,7 +398,8 @@ def _suppressions(
         if reason is not None:
             flush()
             try:
-                suppress(event.email, reason, session=session, note=f"sendgrid {event.event}")
+                note = f"{event.provider} {event.event}"
+                suppress(event.email, reason, session=session, note=note)
                 suppressed += 1
             except ValidationError:
                 continue
@@ -338,16 +407,45 @@ def _suppressions(
     return suppressed
 
 
-def _soft_bounce(session: Session, email: str, hash_of: _Hashes | None = None) -> int:
-    ehash = (hash_of or _hash)(email)
+def _soft_bounce(
+    session: Session, event: Event, policy: BouncePolicy, hash_of: _Hashes | None = None
+) -> int:
+    """Log one soft bounce; how many fall in the window ending at the newest (0: no subscriber).
+
+    The log holds the times since the last delivery (a delivery clears it), so
+    "N soft bounces within D days with no delivery between them" is "N entries
+    within D days of the newest".  The row is locked first (PostgreSQL) so two
+    concurrent posts for one address both count.
+    """
+    ehash = (hash_of or _hash)(event.email)
+    row = session.execute(
+        select(Subscriber.id, Subscriber.soft_bounce_log)
+        .where(Subscriber.email_hash == ehash)
+        .with_for_update()
+    ).first()
+    if row is None:
+        return 0
+    times = [*_times(row.soft_bounce_log), event.occurred_at]
+    times.sort()
+    recent = [t for t in times if t >= times[-1] - policy.soft_window][-policy.soft_limit :]
     session.execute(
         update(Subscriber)
-        .where(Subscriber.email_hash == ehash)
-        .values(soft_bounces=Subscriber.soft_bounces + 1)
+        .where(Subscriber.id == row.id)
+        .values(soft_bounces=len(recent), soft_bounce_log=[t.isoformat() for t in recent])
     )
-    return int(
-        session.scalar(select(Subscriber.soft_bounces).where(Subscriber.email_hash == ehash)) or 0
-    )
+    return len(recent)
+
+
+def _times(log: Any) -> list[datetime]:
+    """The stored soft-bounce times, skipping anything that is not one (never raises)."""
+    found: list[datetime] = []
+    for value in log if isinstance(log, list) else []:
+        try:
+            stamp = datetime.fromisoformat(str(value))
+        except ValueError:
+            continue
+        found.append(stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC))
+    return found
 
 
 _RESET_CHUNK = 900  # stays under every backend's bound-parameter limit
@@ -362,5 +460,5 @@ def _reset_soft_bounce_hashes(session: Session, hashes: Sequence[str]) -> None:
                 Subscriber.email_hash.in_(hashes[start : start + _RESET_CHUNK]),
                 Subscriber.soft_bounces > 0,
             )
-            .values(soft_bounces=0)
+            .values(soft_bounces=0, soft_bounce_log=None)
         )

@@ -150,4 +150,3 @@ class Drainer:
         if self._thread.is_alive():
             self._thread.join(timeout=30)
         self._tick()
-        self.recorder.spool.close()

@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from newsletter.errors import ValidationError
-from newsletter.tracking.events import IngestReport, ingest, parse_events
+from newsletter.tracking.events import BouncePolicy, IngestReport, ingest, parse_events
 from newsletter.tracking.signature import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -51,7 +51,8 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 def _ingest(ctx: WebContext, body: bytes) -> tuple[IngestReport, int]:
     events, ignored = parse_events(body)
     with ctx.db.session() as session:
-        report = ingest(events, session=session, now=ctx.clock())
+        policy = BouncePolicy.from_settings(ctx.settings)
+        report = ingest(events, session=session, now=ctx.clock(), policy=policy)
     report.ignored = ignored
     return report, ignored
 

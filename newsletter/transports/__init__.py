@@ -37,8 +37,10 @@ def sender_from(settings: Settings) -> Sender:
 
 def build_messenger(settings: Settings) -> Messenger:
     """The messenger the settings ask for."""
+    from newsletter.bounces.verp import Verp
+
     if settings.transport == "outbox":
-        return OutboxMessenger(settings.outbox_path)
+        return OutboxMessenger(settings.outbox_path, envelope_sender=Verp.from_settings(settings))
     if settings.transport == "memory":
         return MemoryMessenger()
     if settings.transport == "smtp":
@@ -53,6 +55,7 @@ def build_messenger(settings: Settings) -> Messenger:
             password=password.get_secret_value() if password is not None else None,
             connections=settings.smtp_connections,
             timeout=settings.smtp_timeout_seconds,
+            envelope_sender=Verp.from_settings(settings),
         )
     if settings.transport == "sendgrid":
         from newsletter.transports.sendgrid import SendGridMessenger  # imports sendgrid lazily

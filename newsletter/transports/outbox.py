@@ -6,12 +6,15 @@ writable) marks that recipient and the rest of the batch temporary and reports
 a transport error, so nothing is recorded as sent that was not written; a
 half-written temporary file is removed.  A recipient whose name or header
 values would inject a header is refused alone (permanent), like SMTP and
-SendGrid do.
+SendGrid do.  With an ``envelope_sender`` each file starts with the
+``Return-Path`` that the final MTA would have written (the VERP bounce
+address), so an outbox shows exactly where that message's bounces would go.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +62,8 @@ class OutboxMessenger:
     folder: Path
     name: str = "outbox"
     max_batch: int = 1000
+    # ref -> the VERP bounce address, written as the Return-Path an MTA would add
+    envelope_sender: Callable[[str], str] | None = None
 
     def send(self, batch: MessageBatch) -> BatchResult:
         _check_sender(batch.sender)  # batch-wide: raise before anything is written
@@ -72,6 +77,8 @@ class OutboxMessenger:
                 detail = f"not sent: {exc}"
                 results.append(RecipientResult(rcpt.ref, Outcome.PERMANENT, detail=detail))
                 continue
+            if self.envelope_sender is not None:
+                data = b"Return-Path: <%s>\r\n%s" % (self.envelope_sender(rcpt.ref).encode(), data)
             try:
                 self._write(_filename(msg_id), data)
             except OSError as exc:

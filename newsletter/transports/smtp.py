@@ -5,7 +5,9 @@ connection taken from the pool (opened on first use, kept open between
 batches, closed by ``close()``).  Every message is built for its recipient
 (``build_mime`` + ``to_bytes``: CRLF, quoted-printable, no header injection)
 and sent with ``sendmail(from, [to], bytes)`` so the relay's answer at RCPT
-and after DATA is that recipient's outcome:
+and after DATA is that recipient's outcome.  ``from`` (MAIL FROM, the future
+Return-Path) is ``envelope_sender(ref)`` when given: the recipient's signed
+VERP bounce address (``bounces.verp``), so a bounce names its ledger row.
 
 ==============================================  ============================================
 250 after DATA                                  ACCEPTED, provider_id = our Message-ID
@@ -32,7 +34,7 @@ import smtplib
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -165,6 +167,7 @@ class SMTPMessenger:
         connections: int = 2,
         timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        envelope_sender: Callable[[str], str] | None = None,
     ) -> None:
         if security not in get_args(Security):
             raise ConfigError(f"smtp_security must be none, starttls or ssl, not {security!r}")
@@ -177,6 +180,8 @@ class SMTPMessenger:
         self.connections, self.timeout = connections, timeout
         self._password = password
         self._ssl_context = ssl_context
+        # MAIL FROM per recipient (ref -> address: the VERP bounce address); None: the From.
+        self._envelope_sender = envelope_sender
         self._idle: list[_TrackedSMTP] = []
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
@@ -244,11 +249,13 @@ class SMTPMessenger:
             data = run.wire.render(rcpt, msg_id)
         except ValidationError as exc:
             return RecipientResult(rcpt.ref, Outcome.PERMANENT, detail=f"not sent: {exc}")
+        envelope = self._envelope_sender
+        mail_from = envelope(rcpt.ref) if envelope is not None else batch.sender.email
         lost = ""
         for _attempt in range(2):
             conn = slot.conn or slot.use(self._open())
             try:
-                return self._transmit(conn, batch.sender.email, rcpt, data, msg_id)
+                return self._transmit(conn, mail_from, rcpt, data, msg_id)
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
                 slot.discard()
                 lost = self._redact(str(exc) or type(exc).__name__)

@@ -52,10 +52,10 @@ def create_app(
     limits = limits or RateLimits()
 
     recorder = Recorder.build(settings, db)
-    drainer = Drainer(recorder)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        drainer = Drainer(recorder)  # one per run of the app (tests run one app many times)
         drainer.start()  # stores what a killed predecessor spooled, then every second
         yield
         drainer.close()
