@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 30.0
     # scheduling
     misfire_grace_seconds: int = 3600
+    # preflight in the editor and `issue preflight`: fetch each image (cached) and warn
+    preflight_fetch_images: bool = True
 
     @field_validator("from_email", "from_name", "reply_to", "organisation", "list_id")
     @classmethod

@@ -73,6 +73,7 @@ def site_settings(folder: Path, port: int, **overrides: Any) -> Settings:
         "secret_key": "test-secret-key-not-default",
         "debug": True,
         "base_url": f"http://127.0.0.1:{port}",
+        "preflight_fetch_images": False,  # Issue 42's images are on the internet
     }
     return load_settings(**{**values, **overrides})
 

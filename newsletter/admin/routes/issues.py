@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from newsletter.admin import drafting
-from newsletter.admin.access import Editor, editor_router, page, wants_fragment
+from newsletter.admin.access import Editor, admin_state, editor_router, page, wants_fragment
 from newsletter.errors import NewsletterError, StateError, ValidationError
 from newsletter.issues import editor, preflight, store
 from newsletter.issues.preview import sample_values
@@ -109,10 +109,12 @@ def create_issue(
 # --- the editor page ------------------------------------------------------------------
 
 
-def rendered_report(ctx: WebContext, content: IssueContent) -> preflight.PreflightReport:
+def rendered_report(
+    ctx: WebContext, content: IssueContent, images: preflight.ImageCheck | None = None
+) -> preflight.PreflightReport:
     """Preflight of the email as it would go out now (a render failure is a problem too)."""
     try:
-        return preflight.inspect(render_issue(content, theme=ctx.settings))
+        return preflight.inspect(render_issue(content, theme=ctx.settings), images=images)
     except NewsletterError as exc:
         return preflight.PreflightReport(problems=[str(exc)], warnings=[])
 
@@ -124,11 +126,14 @@ def picks(session: Session, q: str) -> list[Resource]:
     return list(session.scalars(select(Resource).order_by(Resource.id.desc()).limit(PICKS)))
 
 
-def editor_context(ctx: WebContext, session: Session, issue: Issue, q: str = "") -> dict[str, Any]:
+def editor_context(
+    ctx: WebContext, session: Session, issue: Issue, q: str = "",
+    images: preflight.ImageCheck | None = None,
+) -> dict[str, Any]:  # fmt: skip
     content = store.issue_content(issue, session=session)
     used = {i.resource_id for s in issue.sections for i in s.items if i.resource_id is not None}
     return {
-        "issue": issue, "content": content, "report": rendered_report(ctx, content),
+        "issue": issue, "content": content, "report": rendered_report(ctx, content, images),
         "editable": editable(issue), "topics": ctx.topics, "statuses": list(IssueStatus),
         "q": q, "picks": picks(session, q), "used": used,
     }  # fmt: skip
@@ -143,7 +148,8 @@ def show_editor(
     template = "issues/_live.html.j2" if fragment else "issues/editor.html.j2"
     with ctx.db.session() as session:
         issue = store.get_issue(number, session=session)
-        context = {**editor_context(ctx, session, issue, q), "fragment": fragment}
+        images = admin_state(request).images
+        context = {**editor_context(ctx, session, issue, q, images), "fragment": fragment}
         if notice:
             context["notice"] = notice
         return page(request, template, status_code, error=error, **context)
