@@ -132,11 +132,11 @@ def snap(page: Any, shots: Path, name: str, *, phone: bool = True) -> None:
 def snap_mobile_preview(page: Any, shots: Path) -> None:
     """On a phone the preview sits below the editor: the 375 px frame, scrolled into view."""
     page.set_viewport_size(PHONE)
-    page.get_by_role("button", name="Mobile 375 px").click()
+    page.get_by_role("tab", name="Mobile 375 px").click()
     page.locator("#preview-h").scroll_into_view_if_needed()
     page.wait_for_timeout(400)
     page.screenshot(path=str(shots / "admin-2-issue-preview-phone.png"))
-    page.get_by_role("button", name="Desktop 600 px").click()
+    page.get_by_role("tab", name="Desktop 600 px").click()
     page.set_viewport_size(DESKTOP)
     page.evaluate("window.scrollTo(0, 0)")  # Chromium misplaces clicks after a resize otherwise
 
@@ -232,10 +232,11 @@ def test_editor_builds_an_issue_and_admin_sends_it(site: Site, page: Any, shots:
     assert page.locator("nav a[href='/admin/campaigns']").count() == 0  # editors: no sending
     build_issue(page, site, shots)
     arrange_and_override(page)
-    page.get_by_role("button", name="Mobile 375 px").click()
+    page.get_by_role("tab", name="Mobile 375 px").click()
     assert page.locator("iframe[data-preview=mobile]").is_visible()
-    page.get_by_role("button", name="Desktop 600 px").click()
-    assert page.locator("iframe[data-preview=desktop]").get_attribute("sandbox") == ""
+    page.get_by_role("tab", name="Desktop 600 px").click()
+    # no scripts in the frame; same origin only so the editor's script can size it
+    assert page.locator("iframe[data-preview=desktop]").get_attribute("sandbox") == "allow-same-origin"
     page.get_by_role("button", name="Send a test to me").click()
     page.wait_for_selector("text=A test was sent to editor@example.org")
     outbox = list(site.settings.outbox_path.glob("*.eml"))
