@@ -236,7 +236,9 @@ def test_editor_builds_an_issue_and_admin_sends_it(site: Site, page: Any, shots:
     assert page.locator("iframe[data-preview=mobile]").is_visible()
     page.get_by_role("tab", name="Desktop 600 px").click()
     # no scripts in the frame; same origin only so the editor's script can size it
-    assert page.locator("iframe[data-preview=desktop]").get_attribute("sandbox") == "allow-same-origin"
+    assert (
+        page.locator("iframe[data-preview=desktop]").get_attribute("sandbox") == "allow-same-origin"
+    )
     page.get_by_role("button", name="Send a test to me").click()
     page.wait_for_selector("text=A test was sent to editor@example.org")
     outbox = list(site.settings.outbox_path.glob("*.eml"))
