@@ -133,8 +133,10 @@ def populate(db: Database, settings: Settings, seeds: Path) -> dict[str, Any]:
     service.drain(db, settings, sent)  # through the outbox: Issue 42 is in the archive now
     with db.session() as session:
         later = datetime.now(UTC) + timedelta(days=7)
-        scheduling.schedule_issue(session, 43, at=later, now=datetime.now(UTC), topics=[],
-                                  name="Issue 43 (scheduled)", grace_seconds=3600)  # fmt: skip
+        scheduled = scheduling.schedule_issue(
+            session, 43, at=later, now=datetime.now(UTC), topics=[], name="Issue 43 (scheduled)",
+            grace_seconds=3600,
+        ).id  # fmt: skip
         scheduling.add_recurring(session, rule_text="first tuesday 09:00",
                                  tz_name=settings.timezone, now=datetime.now(UTC),
                                  topics=["Equity"])  # fmt: skip
@@ -146,7 +148,8 @@ def populate(db: Database, settings: Settings, seeds: Path) -> dict[str, Any]:
             "preferences": links.preferences_url(settings, ann),
             "unsubscribe": links.unsubscribe_url(settings, ann),
         }
-        ids = {"campaign_id": sent, "subscriber_id": ann.id, "resource_id": resource or 1}
+        ids = {"campaign_id": sent, "scheduled_id": scheduled, "subscriber_id": ann.id,
+               "resource_id": resource or 1}  # fmt: skip
     return {"ids": ids, "tokens": tokens}
 
 

@@ -169,7 +169,11 @@
   function sendLive(form, submitter, quiet) {
     var live = document.getElementById("live");
     var status = form.querySelector("[data-save-status]");
-    var focusId = quiet ? null : (submitter && submitter.id) || (document.activeElement && document.activeElement.id);
+    var active = document.activeElement;
+    // Enter in a field submits the form: the focus comes back to the field (the next heading
+    // can be typed at once), otherwise to the button that was pressed.
+    var typing = active && form.contains(active) && active.matches("input[type=text], input[type=search], input:not([type])");
+    var focusId = quiet ? null : typing ? active.id : (submitter && submitter.id) || (active && active.id);
     if (status) { status.textContent = "Saving…"; }
     return fetch(form.action, {
       method: "POST", body: formBody(form, submitter), credentials: "same-origin",
