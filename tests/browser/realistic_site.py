@@ -134,7 +134,8 @@ def populate(db: Database, settings: Settings, seeds: Path) -> dict[str, Any]:
     with db.session() as session:
         later = datetime.now(UTC) + timedelta(days=7)
         scheduled = scheduling.schedule_issue(
-            session, 43, at=later, now=datetime.now(UTC), topics=[], name="Issue 43 (scheduled)",
+            session, 43, at=later, now=datetime.now(UTC), name="Issue 43 for equity readers",
+            topics=["Equity", "English Language Learners", "Students with Disabilities"],
             grace_seconds=3600,
         ).id  # fmt: skip
         scheduling.add_recurring(session, rule_text="first tuesday 09:00",
