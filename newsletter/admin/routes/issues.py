@@ -31,6 +31,7 @@ from newsletter.resources import library
 from newsletter.sending import service
 from newsletter.transports import Outcome, sender_from
 from newsletter.web.context import Ctx, WebContext
+from newsletter.web.security import email_image_sources
 
 router = editor_router()
 PICKS = 8
@@ -47,9 +48,7 @@ Scheme = Literal["light", "dark"]
 
 
 def preview_csp(base_url: str) -> str:
-    """Images over https, and over plain http too where the site itself is (local use)."""
-    images = "https: http: data:" if base_url.startswith("http://") else "https: data:"
-    return PREVIEW_CSP.format(images=images)
+    return PREVIEW_CSP.format(images=email_image_sources(base_url))
 
 
 Text = Annotated[str, Form(max_length=20_000)]
