@@ -39,6 +39,7 @@ from tests.sending_helpers import add_subscribers
 PASSWORD = "correct horse battery staple"
 EDITOR = "editor@example.org"
 ADMIN = "admin@example.org"
+BLOCKING = {"serious", "critical"}  # axe impacts that fail a test
 PLACEHOLDER_SVG = (
     b'<svg xmlns="http://www.w3.org/2000/svg" width="800" height="500">'
     b'<rect width="800" height="500" fill="#7f9fb3"/></svg>'
@@ -78,7 +79,7 @@ def site_settings(folder: Path, port: int, **overrides: Any) -> Settings:
     return load_settings(**{**values, **overrides})
 
 
-def _reader_with_history(session: Any, settings: Settings) -> Subscriber:
+def reader_with_history(session: Any, settings: Settings) -> Subscriber:
     """Signed up, confirmed, changed topics: a consent trail of three events."""
     topics = [t.name for t in settings.topics]
     actor = Actor(source="web:subscribe-form", ip="203.0.113.9", user_agent="Firefox")
@@ -125,7 +126,7 @@ def populate(db: Database, settings: Settings, seeds: Path) -> dict[str, Any]:
         users.add_user(ADMIN, PASSWORD, "admin", session=session)
         add_subscribers(session, 16, topics=("Equity",), prefix="reader")
         add_subscribers(session, 8, prefix="friend")
-        ann = _reader_with_history(session, settings)
+        ann = reader_with_history(session, settings)
         pending = _pending_reader(session, settings)
         sent = campaigns.create_campaign(42, session=session).id
         resource = session.scalars(select(Resource.id).order_by(Resource.id)).first()
@@ -190,6 +191,19 @@ def chromium_browser() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def serious_violations(page: Any) -> list[str]:
+    """axe-core's serious and critical findings on the page, one line per element."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    found = Axe().run(page).response["violations"]
+    return [
+        f"{v['id']} ({v['impact']}) at {node['target']}: {node.get('failureSummary', '')[:160]}"
+        for v in found
+        if v["impact"] in BLOCKING
+        for node in v["nodes"]
+    ]
 
 
 def new_page(browser: Any, viewport: dict[str, int], **options: Any) -> Any:

@@ -39,17 +39,17 @@ from tests.browser.realistic_site import (
     isolated_env,
     new_page,
     running_site,
+    serious_violations,
     sign_in,
 )
 
 pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api")
-axe_api = pytest.importorskip("axe_playwright_python.sync_playwright")
+pytest.importorskip("axe_playwright_python.sync_playwright")
 expect = playwright_api.expect
 
 DESKTOP = {"width": 1440, "height": 1000}
 PHONE = {"width": 390, "height": 844}
-BLOCKING = {"serious", "critical"}
 # GET routes that answer something other than a page of their own, and where each is checked.
 NOT_PAGES = {
     "/": "a redirect to /subscribe",
@@ -157,22 +157,12 @@ def all_urls(site: Site) -> dict[str, list[str]]:
     }
 
 
-def violations(page: Any) -> list[str]:
-    found = axe_api.Axe().run(page).response["violations"]
-    return [
-        f"{v['id']} ({v['impact']}) at {node['target']}: {node.get('failureSummary', '')[:160]}"
-        for v in found
-        if v["impact"] in BLOCKING
-        for node in v["nodes"]
-    ]
-
-
 def check_pages(page: Any, site: Site, urls: list[str]) -> dict[str, list[str]]:
     report = {}
     for url in urls:
         page.goto(site.url + url)
         assert "/admin/login" not in page.url or url == "/admin/login", url  # reached, not bounced
-        if found := violations(page):
+        if found := serious_violations(page):
             report[url] = found
     return report
 
@@ -194,7 +184,7 @@ def test_no_serious_violation_on_public_pages(page: Any, site: Site) -> None:
     page.get_by_label("Password").fill("wrong password, on purpose")
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_selector(".alert")
-    assert violations(page) == []  # the refusal, too
+    assert serious_violations(page) == []  # the refusal, too
 
 
 def test_no_serious_violation_on_admin_pages_as_admin(page: Any, site: Site) -> None:
@@ -216,9 +206,9 @@ def test_no_serious_violation_in_the_email_and_its_web_version(page: Any, site: 
         page.goto("about:blank")  # axe cannot run in the preview's sandbox; no admin CSP either
         page.set_content(answer.text(), wait_until="load")
         assert page.locator("h1").inner_text() == "Issue 42: April 2018"
-        assert violations(page) == [], scheme
+        assert serious_violations(page) == [], scheme
     page.goto(site.url + "/archive/42")
-    assert page.locator("h2").count() == 3 and violations(page) == []
+    assert page.locator("h2").count() == 3 and serious_violations(page) == []
 
 
 # --- phones ------------------------------------------------------------------------------------
@@ -241,7 +231,7 @@ def test_no_admin_page_scrolls_sideways_at_390_px(page: Any, site: Site) -> None
         page.goto(site.url + url)
         if page.evaluate("document.documentElement.scrollWidth") > PHONE["width"]:
             wide[url] = page.evaluate(WIDEST)
-        if problems := violations(page):
+        if problems := serious_violations(page):
             found[url] = problems
     assert wide == {} and found == {}
 

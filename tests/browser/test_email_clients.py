@@ -19,14 +19,13 @@ from issue_helpers import THEME, issue_42
 from newsletter.issues.preview import _route, sample_values
 from newsletter.message import Template
 from newsletter.render import Renderer, render_issue, render_web_version
-from tests.browser.realistic_site import chromium_browser
+from tests.browser.realistic_site import chromium_browser, serious_violations
 
 pytestmark = pytest.mark.browser
 pytest.importorskip("playwright.sync_api")
-axe_api = pytest.importorskip("axe_playwright_python.sync_playwright")
+pytest.importorskip("axe_playwright_python.sync_playwright")
 
 SHOT_WIDTHS = (320, 375, 480, 540, 600, 800)
-BLOCKING = {"serious", "critical"}
 # Every element's box against the viewport (the hidden preheader has no box).
 OVERFLOW = """() => {
   const width = document.documentElement.clientWidth, wide = [];
@@ -74,23 +73,13 @@ def open_html(browser: Any, html: str, *, width: int = 600, scheme: str = "light
     return page
 
 
-def blocking_violations(page: Any) -> list[str]:
-    results = axe_api.Axe().run(page).response["violations"]
-    return [
-        f"{v['id']} ({v['impact']}): {node['target']} {node.get('failureSummary', '')[:200]}"
-        for v in results
-        if v["impact"] in BLOCKING
-        for node in v["nodes"]
-    ]
-
-
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("which", ["email", "web version"])
 def test_no_serious_axe_violation(
     browser: Any, email_html: str, web_html: str, which: str, scheme: str
 ) -> None:
     page = open_html(browser, email_html if which == "email" else web_html, scheme=scheme)
-    assert blocking_violations(page) == []
+    assert serious_violations(page) == []
     page.close()
 
 
