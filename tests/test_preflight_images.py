@@ -204,3 +204,40 @@ def test_the_editor_warns_about_images_and_fetches_each_once(
         assert server.hits == Counter({"/missing.png": 1, "/huge.jpg": 1})  # cached per app
     finally:
         db.dispose()
+
+
+ARTICLE_ISSUE = """\
+number: 7
+title: "Issue 7: July 2018"
+date: 2018-07-01
+subject: "Issue 7"
+sections:
+  - heading: News
+    items:
+      - title: An article
+        url: https://example.org/a
+        body: Some text.
+        image:
+          url: {url}/missing.png
+          alt: A chart of the results
+"""
+
+
+def test_issue_preflight_in_the_cli_warns_and_still_passes(
+    server: ImageServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from newsletter.cli import main
+
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("NEWSLETTER_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("NEWSLETTER_PREFLIGHT_FETCH_IMAGES", "true")
+    monkeypatch.setenv("COLUMNS", "200")
+    source = tmp_path / "007-2018-07.yaml"
+    source.write_text(ARTICLE_ISSUE.format(url=server.url))
+    with pytest.raises(SystemExit) as done:
+        main(["issue", "preflight", str(source)])
+    out, err = capsys.readouterr()
+    assert (done.value.code or 0) == 0 and "preflight ok" in out
+    assert f"warning: image '{server.url}/missing.png' is broken: the server answered 404" in err
+    assert server.hits["/missing.png"] == 1
