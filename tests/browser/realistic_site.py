@@ -2,8 +2,8 @@
 
 The data an editor and an admin see after a month of use: the seed library,
 Issue 42 sent to subscribers by a real campaign (so the archive and a report
-exist), Issue 43 drafted from the same resources, a campaign scheduled for
-it, subscribers in every state (one with a consent trail), two accounts.
+exist), Issue 43 made from the same resources, ready and scheduled (so still
+editable), subscribers in every state (one with a consent trail), two accounts.
 Every page of the app can then be reached with real ids and real tokens.
 """
 
@@ -106,12 +106,12 @@ def _pending_reader(session: Any, settings: Settings) -> Subscriber:
     return outcome.subscriber
 
 
-def _draft_43() -> Any:
-    """Issue 43: Issue 42's resources again, as a draft still being edited."""
+def _issue_43() -> Any:
+    """Issue 43: Issue 42's resources again, ready (only ready issues may be scheduled)."""
     source = load_source(ISSUE_42)
     return replace(
         source, number=43, title="Issue 43: May 2018", slug="issue-43-may-2018",
-        subject="Issue 43: more on personalized learning", status="draft",
+        subject="Issue 43: more on personalized learning", status="ready",
         date=source.date + timedelta(days=30),
     )  # fmt: skip
 
@@ -121,7 +121,7 @@ def populate(db: Database, settings: Settings, seeds: Path) -> dict[str, Any]:
     with db.session() as session:
         import_library(seeds, session=session, settings=settings)
         import_source(replace(load_source(ISSUE_42), status="ready"), session=session)
-        import_source(_draft_43(), session=session)
+        import_source(_issue_43(), session=session)
         users.add_user(EDITOR, PASSWORD, "editor", session=session)
         users.add_user(ADMIN, PASSWORD, "admin", session=session)
         add_subscribers(session, 16, topics=("Equity",), prefix="reader")
