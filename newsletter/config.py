@@ -128,6 +128,8 @@ class Settings(BaseSettings):
     guard_complaint_rate: float = Field(0.003, ge=0, le=1)
     guard_hard_bounce_rate: float = Field(0.05, ge=0, le=1)
     guard_min_sent: int = Field(500, ge=1)
+    # preflight in the editor and `issue preflight`: fetch each image (cached) and warn
+    preflight_fetch_images: bool = True
 
     @field_validator("from_email", "from_name", "reply_to", "organisation", "list_id")
     @classmethod

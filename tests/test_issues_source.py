@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 import pytest
-from issue_helpers import ISSUE_42, SEED_ITEMS, SEED_URLS, issue_42
+from issue_helpers import ISSUE_42, SEED_ITEMS, SEED_URLS, THEME, issue_42
 
 from newsletter.errors import ValidationError
-from newsletter.issues.source import dump_source, load_source, parse_source
+from newsletter.issues.assemble import ResourceFacts, build_item
+from newsletter.issues.preflight import preflight
+from newsletter.issues.source import ImageSource, ItemSource, dump_source, load_source, parse_source
+from newsletter.render import Renderer, SectionContent, render_issue
 
 GOOD = """\
 number: 7
@@ -150,3 +154,42 @@ def test_missing_file_and_bad_bytes(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as info:
         load_source(bad)
     assert info.value.where == str(bad)
+
+
+COVER = ResourceFacts(
+    id=1, slug="report", title="A report", url="https://example.org/report",
+    image_url="https://example.org/cover.jpg", image_alt="Cover of the report",
+    image_credit="Photo by Ann Lee",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (None, ("https://example.org/cover.jpg", "Cover of the report", "Photo by Ann Lee")),
+        (ImageSource(url="https://example.org/cover.jpg"),
+         ("https://example.org/cover.jpg", "Cover of the report", "Photo by Ann Lee")),
+        (ImageSource(alt="The report's cover"),
+         ("https://example.org/cover.jpg", "The report's cover", "Photo by Ann Lee")),
+        # another image, no alt written: the cover's description must not follow it
+        (ImageSource(url="https://example.org/chart.png"), ("https://example.org/chart.png", "", None)),
+        (ImageSource(url="https://example.org/chart.png", alt="A bar chart of results"),
+         ("https://example.org/chart.png", "A bar chart of results", None)),
+    ],
+)  # fmt: skip
+def test_alt_text_and_credit_follow_their_image(
+    override: ImageSource | None, expected: tuple[str, str, str | None]
+) -> None:
+    image = build_item(ItemSource(resource="report", image=override), COVER).image
+    assert image is not None
+    assert (image.url, image.alt, image.credit) == expected
+
+
+def test_a_changed_image_without_alt_is_refused_not_misdescribed() -> None:
+    item = build_item(
+        ItemSource(resource="report", image=ImageSource(url="https://example.org/chart.png")), COVER
+    )
+    content = replace(issue_42(), sections=(SectionContent("S", (), (item,)),))
+    rendered = render_issue(content, theme=THEME, renderer=Renderer())
+    assert "Cover of the report" not in rendered.html
+    assert "image 'https://example.org/chart.png' has no alt text" in preflight(rendered)

@@ -26,6 +26,7 @@ from fastapi.routing import APIRoute
 from newsletter.admin import auth
 from newsletter.admin.templating import build_env, html, notice_for
 from newsletter.errors import NewsletterError
+from newsletter.issues.preflight import ImageCheck
 from newsletter.web.context import Ctx, WebContext
 from newsletter.web.errors import status_for
 
@@ -58,6 +59,7 @@ class AdminState:
 
     env: jinja2.Environment
     limits: auth.LoginLimits = field(default_factory=auth.LoginLimits.default)
+    images: ImageCheck | None = None  # preflight's image fetches, cached across edits
 
 
 _state_lock = threading.Lock()
@@ -71,7 +73,8 @@ def admin_state(request: Request) -> AdminState:
             state = getattr(request.app.state, "admin", None)
             if state is None:
                 context: WebContext = request.app.state.web
-                state = AdminState(env=build_env(context.settings))
+                images = ImageCheck() if context.settings.preflight_fetch_images else None
+                state = AdminState(env=build_env(context.settings), images=images)
                 request.app.state.admin = state
     assert isinstance(state, AdminState)
     return state

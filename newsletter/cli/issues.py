@@ -13,7 +13,7 @@ from newsletter.cli.common import AppContext, app_context, console, err_console
 from newsletter.errors import PreflightError, ValidationError
 from newsletter.issues import editor, store
 from newsletter.issues.assemble import content_from_source
-from newsletter.issues.preflight import inspect
+from newsletter.issues.preflight import ImageCheck, inspect
 from newsletter.issues.preview import PreviewFiles, sample_values, write_preview
 from newsletter.issues.source import dump_source, load_source
 from newsletter.message import RenderedEmail
@@ -243,8 +243,10 @@ def preflight(
     segment: list[str] = typer.Option([], help="Check the version for these topics; repeat."),
 ) -> None:
     """Check size, links, images, footer and subject; exit 1 listing every problem."""
-    _content, rendered = _render(app_context(ctx), ref, segment)
-    report = inspect(rendered)
+    app_ctx = app_context(ctx)
+    _content, rendered = _render(app_ctx, ref, segment)
+    images = ImageCheck() if app_ctx.settings.preflight_fetch_images else None
+    report = inspect(rendered, images=images)
     for warning in report.warnings:
         err_console.print(f"warning: {warning}", highlight=False)
     if report.problems:

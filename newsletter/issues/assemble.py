@@ -91,15 +91,22 @@ def resolve_resources(source: IssueSource, *, session: Session) -> dict[str, Res
 
 
 def _image(override: ImageSource | None, res: ResourceFacts | None) -> ImageContent | None:
+    """The card's image; the resource's alt text and credit describe the resource's image only.
+
+    An editor who swaps in another image without writing its alt text gets an
+    empty alt (which preflight refuses), never the old picture's description.
+    """
     over = override or ImageSource()
-    url = over.url or (res.image_url if res else None)
+    own = res.image_url if res else None
+    url = over.url or own
     if not url:
         return None
+    inherited = res if res is not None and url == own else None
     return ImageContent(
         url=url,
-        alt=over.alt or (res.image_alt if res else None) or "",
+        alt=over.alt or (inherited.image_alt if inherited else None) or "",
         caption=over.caption,
-        credit=over.credit or (res.image_credit if res else None),
+        credit=over.credit or (inherited.image_credit if inherited else None),
     )
 
 

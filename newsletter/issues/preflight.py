@@ -5,13 +5,25 @@ It inspects the *rendered* email (placeholders still in), so it checks exactly
 what goes out, whatever template or theme produced it.  The default templates
 mark their structure with classes this module looks for: ``nl-section`` around
 each section, ``nl-item`` on each card, ``postal-address`` on the address.
+
+The editor and ``issue preflight`` also fetch every image (``ImageCheck``): once
+per URL, in parallel, with a timeout, and cached, so an editor's autosave does
+not fetch again.  What they find are warnings: an image host being down must
+not block a send that was checked, and sending never waits on the network.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from html.parser import HTMLParser
+
+import httpx
 
 from newsletter.errors import PreflightError
 from newsletter.message import FIELDS, RenderedEmail, Template
@@ -153,6 +165,111 @@ def _subject_problem(subject: str) -> str | None:
     return None
 
 
+# --- images, fetched -------------------------------------------------------------------
+
+IMAGE_MAX_BYTES = 1_000_000  # heavier images load slowly on phones and count against data plans
+IMAGE_TIMEOUT_SECONDS = 5.0
+_CHUNK = 64 * 1024
+
+
+class ImageCheck:
+    """Fetches each image once and says what is wrong with it (``None``: nothing).
+
+    Results are cached per URL (``ttl`` seconds for a good image, ``retry_after``
+    for a failure, so a fixed image is seen again soon); concurrent callers share
+    one fetch.  Only a GET with no cookies, read to at most ``max_bytes`` + 1 and
+    reported as a status, a type and a size.  One per process or app is plenty.
+    """
+
+    def __init__(
+        self, *, timeout: float = IMAGE_TIMEOUT_SECONDS, max_bytes: int = IMAGE_MAX_BYTES,
+        ttl: float = 600.0, retry_after: float = 60.0, max_entries: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        self.timeout, self.max_bytes = timeout, max_bytes
+        self.ttl, self.retry_after, self.max_entries = ttl, retry_after, max_entries
+        self.clock = clock
+        self.fetches = 0  # requests actually made (what the cache saves is visible)
+        self._cache: OrderedDict[str, tuple[float, Future[str | None]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def warnings(self, urls: Iterable[str]) -> list[str]:
+        """One line per image with a problem, in the email's order (each URL once)."""
+        wanted = [u for u in dict.fromkeys(urls) if re.match(r"^https?://", u, re.IGNORECASE)]
+        if not wanted:
+            return []
+        with (
+            httpx.Client(timeout=self.timeout, follow_redirects=True) as client,
+            ThreadPoolExecutor(max_workers=min(8, len(wanted))) as pool,
+        ):
+            futures = [
+                self._future(url, lambda u: pool.submit(self._fetch, client, u)) for url in wanted
+            ]
+            return [found for future in futures if (found := future.result())]
+
+    def _future(self, url: str, submit: Callable[[str], Future[str | None]]) -> Future[str | None]:
+        now = self.clock()
+        with self._lock:
+            cached = self._cache.get(url)
+            if cached is not None and (not cached[1].done() or cached[0] > now):
+                self._cache.move_to_end(url)
+                return cached[1]
+            future = submit(url)
+            self.fetches += 1
+            self._cache[url] = (now + self.ttl, future)
+            while len(self._cache) > self.max_entries:
+                self._cache.popitem(last=False)
+        # Outside the lock: a future already done runs its callback here, at once.
+        future.add_done_callback(lambda done: self._expire(url, done))
+        return future
+
+    def _expire(self, url: str, done: Future[str | None]) -> None:
+        """A failure is kept for ``retry_after`` only (counted from when it finished)."""
+        if done.result() is None:
+            return
+        with self._lock:
+            if url in self._cache and self._cache[url][1] is done:
+                self._cache[url] = (self.clock() + self.retry_after, done)
+
+    def _fetch(self, client: httpx.Client, url: str) -> str | None:
+        deadline = time.monotonic() + self.timeout  # a trickle of bytes counts as no answer
+        try:
+            with client.stream("GET", url, headers={"accept": "image/*"}) as response:
+                return self._judge(url, response, deadline)
+        except httpx.TimeoutException:
+            return self._slow(url)
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+            reason = str(exc).strip() or type(exc).__name__
+            return f"image {url!r} could not be fetched: {reason[:200]}"
+
+    def _judge(self, url: str, response: httpx.Response, deadline: float) -> str | None:
+        if response.status_code >= 400:
+            return f"image {url!r} is broken: the server answered {response.status_code}"
+        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind and not kind.startswith("image/"):
+            return f"image {url!r} is not an image (the server sent {kind})"
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return self._too_big(url)
+        size = 0
+        for chunk in response.iter_bytes(_CHUNK):
+            size += len(chunk)
+            if size > self.max_bytes:
+                return self._too_big(url)
+            if time.monotonic() > deadline:
+                return self._slow(url)
+        return None
+
+    def _slow(self, url: str) -> str:
+        return f"image {url!r} did not answer within {self.timeout:g} s"
+
+    def _too_big(self, url: str) -> str:
+        return (
+            f"image {url!r} is over {self.max_bytes / 1_000_000:g} MB; "
+            "large images load slowly and some clients leave them out"
+        )
+
+
 @dataclass
 class PreflightReport:
     problems: list[str]  # any of these blocks a send
@@ -163,14 +280,16 @@ class PreflightReport:
         return not self.problems
 
 
-def inspect(rendered: RenderedEmail) -> PreflightReport:
-    """Every problem and warning for one rendered email."""
+def inspect(rendered: RenderedEmail, *, images: ImageCheck | None = None) -> PreflightReport:
+    """Every problem and warning for one rendered email; ``images`` also fetches each image."""
     scan = _scan(rendered.html)
     problems = [p for p in (_size_problem(rendered), _subject_problem(rendered.subject)) if p]
     problems += _link_checks(scan) + _footer_checks(scan, rendered) + _structure_checks(scan)
     warnings = []
     if len(rendered.subject.strip()) > SUBJECT_WARN:
         warnings.append(f"subject is over {SUBJECT_WARN} characters; inboxes will cut it off")
+    if images is not None:
+        warnings += images.warnings(src for src, _alt in scan.images)
     return PreflightReport(list(dict.fromkeys(problems)), warnings)
 
 

@@ -9,9 +9,11 @@ refused, so a preview never depends on the network and never leaks a request.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,81 @@ def sample_values(base_url: str, number: int) -> dict[str, str]:
         "web_url": f"{base_url.rstrip('/')}/archive/{number}",
         **test_links(base_url),
     }
+
+
+# --- what an editor's preview shows besides the email itself -------------------------
+
+_DARK_QUERY = re.compile(r"@media\s*\(\s*prefers-color-scheme\s*:\s*dark\s*\)", re.IGNORECASE)
+# Characters the preheader is padded with: they take room in an inbox line but show nothing.
+_INVISIBLE = "\u034f\u200c\u00a0\u200b\u2007\u00ad"
+INBOX_CHARS = 140  # about what a wide inbox list shows after the subject
+
+
+def as_dark(html: str) -> str:
+    """The email as a client in dark mode shows it: its dark-mode styles, always on.
+
+    A browser frame cannot be put in dark mode on its own, so the preview's dark
+    tab applies the template's ``prefers-color-scheme: dark`` rules unconditionally.
+    """
+    return _DARK_QUERY.sub("@media all", html)
+
+
+class _FirstText(HTMLParser):
+    """The body's text in document order, hidden preheader included, as inbox lists read it."""
+
+    SKIP = frozenset({"head", "style", "script", "title"})
+    INLINE = frozenset({"a", "span", "strong", "b", "em", "i", "u", "s", "code", "small", "sup"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.skipping += tag in self.SKIP
+        if tag not in self.INLINE:
+            self.parts.append(" ")  # blocks and cells read as separate words
+
+    def handle_endtag(self, tag: str) -> None:
+        self.skipping -= tag in self.SKIP and self.skipping > 0
+        if tag not in self.INLINE:
+            self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def inbox_snippet(html: str, limit: int = INBOX_CHARS) -> str:
+    """The text an inbox list shows after the subject: the preheader, or the first words.
+
+    The invisible padding after a preheader counts against ``limit`` as it does
+    in a client (that is what it is for), then disappears from what is shown.
+    """
+    parser = _FirstText()
+    parser.feed(html)
+    parser.close()
+    text = re.sub(r"[ \t\r\n]+", " ", "".join(parser.parts)).strip()[:limit]
+    shown = re.sub(f"[{_INVISIBLE}]+", " ", text)
+    return re.sub(r"\s+", " ", shown).strip()
+
+
+@dataclass(frozen=True)
+class InboxLine:
+    """One message in an inbox list: who, what, and the line of text after the subject."""
+
+    sender: str
+    address: str
+    subject: str
+    snippet: str
+    preheader: str  # empty: the snippet is the email's first words
+
+
+def inbox_line(html: str, *, subject: str, sender: Sender, preheader: str) -> InboxLine:
+    return InboxLine(
+        sender=sender.name or sender.email, address=sender.email, subject=subject,
+        snippet=inbox_snippet(html), preheader=preheader.strip(),
+    )  # fmt: skip
 
 
 def chromium_path() -> str | None:

@@ -22,11 +22,12 @@ from newsletter.models.issues import Issue
 from newsletter.render import render_web_version
 from newsletter.scheduling.times import zone
 from newsletter.web.context import Ctx
+from newsletter.web.security import email_image_sources
 from newsletter.web.templating import page
 
 router = APIRouter(include_in_schema=False)
 WEB_VERSION_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+    "default-src 'none'; style-src 'unsafe-inline'; img-src {images}; "
     "frame-ancestors 'self'; base-uri 'none'; form-action 'self'"
 )
 CACHE = "public, max-age=300"
@@ -88,5 +89,6 @@ def web_version(number: int, ctx: Ctx) -> HTMLResponse:
             )
         content = issue_content(issue, session=session)
     html = render_web_version(content, theme=ctx.settings)
-    headers = {"content-security-policy": WEB_VERSION_CSP, "cache-control": CACHE}
+    csp = WEB_VERSION_CSP.format(images=email_image_sources(ctx.settings.base_url))
+    headers = {"content-security-policy": csp, "cache-control": CACHE}
     return HTMLResponse(html, headers=headers)

@@ -25,6 +25,16 @@ HEADERS = (
 HSTS = (b"strict-transport-security", b"max-age=31536000")
 
 
+def email_image_sources(base_url: str) -> str:
+    """``img-src`` for pages that show an email (the editor's preview, the web version).
+
+    Images over https; over plain http too when the site itself is plain http
+    (local use, where images are often served beside it), since a browser would
+    not load them on an https page anyway.
+    """
+    return "https: http: data:" if base_url.startswith("http://") else "https: data:"
+
+
 class SecurityHeaders:
     """Pure ASGI middleware (no buffering, background tasks unaffected)."""
 

@@ -27,10 +27,8 @@ from newsletter.config import Settings
 from newsletter.db import Database, connect
 from newsletter.models import Campaign, Delivery
 from newsletter.sending import service
-from newsletter.subscribers import service as service_subscribers
-from newsletter.subscribers.service import SignupRequest
-from newsletter.subscribers.store import Actor
 from tests.admin_helpers import fast_hashing  # noqa: F401 - autouse fixture
+from tests.browser.realistic_site import PASSWORD, offline, reader_with_history
 from tests.browser_helpers import CHROMIUM_ARGS, chromium, free_port, serve
 from tests.issue_helpers import import_library
 from tests.sending_helpers import add_subscribers
@@ -41,11 +39,6 @@ expect = playwright_api.expect
 
 DESKTOP = {"width": 1440, "height": 1000}
 PHONE = {"width": 390, "height": 844}
-PASSWORD = "correct horse battery staple"
-PLACEHOLDER_SVG = (
-    b'<svg xmlns="http://www.w3.org/2000/svg" width="800" height="500">'
-    b'<rect width="800" height="500" fill="#7f9fb3"/></svg>'
-)
 
 
 @dataclass
@@ -68,7 +61,7 @@ def site(make_settings: Callable[..., Settings], seeds_dir: Path) -> Iterator[Si
         users.add_user("admin@example.org", PASSWORD, "admin", session=session)
         add_subscribers(session, 16, topics=("Equity",), prefix="reader")
         add_subscribers(session, 8, prefix="friend")
-        add_reader_with_history(session, settings)
+        reader_with_history(session, settings)
     from newsletter.web import create_app
 
     app = create_app(settings, db)  # the configured transport: the outbox
@@ -79,28 +72,12 @@ def site(make_settings: Callable[..., Settings], seeds_dir: Path) -> Iterator[Si
         db.dispose()
 
 
-def add_reader_with_history(session: Any, settings: Settings) -> None:
-    """One subscriber with a consent trail (sign-up, confirmation, a change of topics)."""
-    topics = [t.name for t in settings.topics]
-    actor = Actor(source="web:subscribe-form", ip="203.0.113.9", user_agent="Firefox")
-    outcome = service_subscribers.subscribe(
-        SignupRequest("ann.lee@example.org", actor, name="Ann Lee", topics=topics[:2]),
-        session=session, allowed_topics=topics,
-    )  # fmt: skip
-    assert outcome.subscriber is not None
-    service_subscribers.confirm(outcome.subscriber, session=session, actor=actor)
-    service_subscribers.update_preferences(
-        outcome.subscriber, session=session, actor=Actor(source="web:preferences"),
-        allowed_topics=topics, topics=topics[1:3], paused_until=None,
-    )  # fmt: skip
-
-
 @pytest.fixture
 def page(site: Site) -> Iterator[Any]:
     with playwright_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         context = browser.new_context(viewport=DESKTOP)
-        context.route("https://**/*", _offline)  # remote images in the email: a placeholder
+        context.route("https://**/*", offline)  # remote images in the email: a placeholder
         page = context.new_page()
         page.set_default_timeout(10_000)
         errors: list[str] = []
@@ -114,13 +91,6 @@ def page(site: Site) -> Iterator[Any]:
         assert errors == []
 
 
-def _offline(route: Any) -> None:
-    if route.request.resource_type == "image":
-        route.fulfill(status=200, content_type="image/svg+xml", body=PLACEHOLDER_SVG)
-    else:
-        route.abort()
-
-
 def snap(page: Any, shots: Path, name: str, *, phone: bool = True) -> None:
     page.screenshot(path=str(shots / f"admin-{name}-desktop.png"), full_page=True)
     if phone:
@@ -132,11 +102,11 @@ def snap(page: Any, shots: Path, name: str, *, phone: bool = True) -> None:
 def snap_mobile_preview(page: Any, shots: Path) -> None:
     """On a phone the preview sits below the editor: the 375 px frame, scrolled into view."""
     page.set_viewport_size(PHONE)
-    page.get_by_role("button", name="Mobile 375 px").click()
+    page.get_by_role("tab", name="Mobile 375 px").click()
     page.locator("#preview-h").scroll_into_view_if_needed()
     page.wait_for_timeout(400)
     page.screenshot(path=str(shots / "admin-2-issue-preview-phone.png"))
-    page.get_by_role("button", name="Desktop 600 px").click()
+    page.get_by_role("tab", name="Desktop 600 px").click()
     page.set_viewport_size(DESKTOP)
     page.evaluate("window.scrollTo(0, 0)")  # Chromium misplaces clicks after a resize otherwise
 
@@ -232,10 +202,13 @@ def test_editor_builds_an_issue_and_admin_sends_it(site: Site, page: Any, shots:
     assert page.locator("nav a[href='/admin/campaigns']").count() == 0  # editors: no sending
     build_issue(page, site, shots)
     arrange_and_override(page)
-    page.get_by_role("button", name="Mobile 375 px").click()
+    page.get_by_role("tab", name="Mobile 375 px").click()
     assert page.locator("iframe[data-preview=mobile]").is_visible()
-    page.get_by_role("button", name="Desktop 600 px").click()
-    assert page.locator("iframe[data-preview=desktop]").get_attribute("sandbox") == ""
+    page.get_by_role("tab", name="Desktop 600 px").click()
+    # no scripts in the frame; same origin only so the editor's script can size it
+    assert (
+        page.locator("iframe[data-preview=desktop]").get_attribute("sandbox") == "allow-same-origin"
+    )
     page.get_by_role("button", name="Send a test to me").click()
     page.wait_for_selector("text=A test was sent to editor@example.org")
     outbox = list(site.settings.outbox_path.glob("*.eml"))

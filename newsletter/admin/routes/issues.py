@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -19,27 +19,38 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from newsletter.admin import drafting
-from newsletter.admin.access import Editor, editor_router, page, wants_fragment
+from newsletter.admin.access import Editor, admin_state, editor_router, page, wants_fragment
 from newsletter.errors import NewsletterError, StateError, ValidationError
 from newsletter.issues import editor, preflight, store
-from newsletter.issues.preview import sample_values
+from newsletter.issues.preview import InboxLine, as_dark, inbox_line, sample_values
 from newsletter.issues.source import dump_source
-from newsletter.message import Template
+from newsletter.message import RenderedEmail, Template
 from newsletter.models import Issue, IssueStatus, Resource
 from newsletter.render import IssueContent, render_issue
 from newsletter.resources import library
 from newsletter.sending import service
-from newsletter.transports import Outcome
+from newsletter.transports import Outcome, sender_from
 from newsletter.web.context import Ctx, WebContext
+from newsletter.web.security import email_image_sources
 
 router = editor_router()
 PICKS = 8
-# The preview is the email as a mail client shows it: inline styles, remote https
-# images, and nothing else; sandboxed twice (CSP here, the iframe's attribute).
+# The preview is the email as a mail client shows it: inline styles, remote images, and
+# nothing else; sandboxed twice (CSP here, the iframe's attribute), scripts never run.
+# ``allow-same-origin`` lets the editor's own script measure the email to size its frame
+# and move the keyboard in and out of it; without ``allow-scripts`` that grants the
+# email nothing.
 PREVIEW_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; font-src https: data:; "
-    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'; sandbox"
+    "default-src 'none'; style-src 'unsafe-inline'; img-src {images}; font-src https: data:; "
+    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'; sandbox allow-same-origin"
 )
+Scheme = Literal["light", "dark"]
+
+
+def preview_csp(base_url: str) -> str:
+    return PREVIEW_CSP.format(images=email_image_sources(base_url))
+
+
 Text = Annotated[str, Form(max_length=20_000)]
 Line = Annotated[str, Form(max_length=2_000)]
 
@@ -109,12 +120,25 @@ def create_issue(
 # --- the editor page ------------------------------------------------------------------
 
 
-def rendered_report(ctx: WebContext, content: IssueContent) -> preflight.PreflightReport:
+def rendered_report(
+    ctx: WebContext, content: IssueContent, images: preflight.ImageCheck | None = None
+) -> preflight.PreflightReport:
     """Preflight of the email as it would go out now (a render failure is a problem too)."""
     try:
-        return preflight.inspect(render_issue(content, theme=ctx.settings))
+        return preflight.inspect(render_issue(content, theme=ctx.settings), images=images)
     except NewsletterError as exc:
         return preflight.PreflightReport(problems=[str(exc)], warnings=[])
+
+
+def inbox(ctx: WebContext, content: IssueContent) -> InboxLine | None:
+    """The issue as an inbox list shows it (``None``: it does not render; preflight says why)."""
+    try:
+        rendered = render_issue(content, theme=ctx.settings)  # cached: preflight rendered it
+    except NewsletterError:
+        return None
+    filled = Template.compile(rendered).fill(sample_values(ctx.settings.base_url, content.number))
+    return inbox_line(filled.html, subject=filled.subject, sender=sender_from(ctx.settings),
+                      preheader=content.preheader)  # fmt: skip
 
 
 def picks(session: Session, q: str) -> list[Resource]:
@@ -124,11 +148,15 @@ def picks(session: Session, q: str) -> list[Resource]:
     return list(session.scalars(select(Resource).order_by(Resource.id.desc()).limit(PICKS)))
 
 
-def editor_context(ctx: WebContext, session: Session, issue: Issue, q: str = "") -> dict[str, Any]:
+def editor_context(
+    ctx: WebContext, session: Session, issue: Issue, q: str = "",
+    images: preflight.ImageCheck | None = None,
+) -> dict[str, Any]:  # fmt: skip
     content = store.issue_content(issue, session=session)
     used = {i.resource_id for s in issue.sections for i in s.items if i.resource_id is not None}
     return {
-        "issue": issue, "content": content, "report": rendered_report(ctx, content),
+        "issue": issue, "content": content, "report": rendered_report(ctx, content, images),
+        "inbox": inbox(ctx, content),
         "editable": editable(issue), "topics": ctx.topics, "statuses": list(IssueStatus),
         "q": q, "picks": picks(session, q), "used": used,
     }  # fmt: skip
@@ -143,7 +171,8 @@ def show_editor(
     template = "issues/_live.html.j2" if fragment else "issues/editor.html.j2"
     with ctx.db.session() as session:
         issue = store.get_issue(number, session=session)
-        context = {**editor_context(ctx, session, issue, q), "fragment": fragment}
+        images = admin_state(request).images
+        context = {**editor_context(ctx, session, issue, q, images), "fragment": fragment}
         if notice:
             context["notice"] = notice
         return page(request, template, status_code, error=error, **context)
@@ -174,18 +203,30 @@ def picker(
                     q=q, editable=editable(issue), error=error)  # fmt: skip
 
 
-@router.get("/issues/{number:int}/preview")
-def preview(ctx: Ctx, identity: Editor, number: int) -> Response:
-    """The email with sample values, for the editor's sandboxed preview frames."""
+def _sample_email(ctx: WebContext, number: int) -> RenderedEmail:
     with ctx.db.session() as session:
         content = store.issue_content(store.get_issue(number, session=session), session=session)
     rendered = render_issue(content, theme=ctx.settings)
-    filled = Template.compile(rendered).fill(sample_values(ctx.settings.base_url, number))
-    return Response(
-        filled.html,
-        media_type="text/html; charset=utf-8",
-        headers={"content-security-policy": PREVIEW_CSP, "x-frame-options": "SAMEORIGIN"},
-    )
+    return Template.compile(rendered).fill(sample_values(ctx.settings.base_url, number))
+
+
+def _framed(body: str, media_type: str, ctx: WebContext) -> Response:
+    headers = {"content-security-policy": preview_csp(ctx.settings.base_url),
+               "x-frame-options": "SAMEORIGIN"}  # fmt: skip
+    return Response(body, media_type=media_type, headers=headers)
+
+
+@router.get("/issues/{number:int}/preview")
+def preview(ctx: Ctx, identity: Editor, number: int, scheme: Scheme = "light") -> Response:
+    """The email with sample values, for the editor's sandboxed preview frames."""
+    html = _sample_email(ctx, number).html
+    return _framed(as_dark(html) if scheme == "dark" else html, "text/html; charset=utf-8", ctx)
+
+
+@router.get("/issues/{number:int}/preview.txt")
+def preview_text(ctx: Ctx, identity: Editor, number: int) -> Response:
+    """The plain-text part, as text-only clients and some screen-reader setups read it."""
+    return _framed(_sample_email(ctx, number).text, "text/plain; charset=utf-8", ctx)
 
 
 @router.get("/issues/{number:int}/export")

@@ -5,7 +5,8 @@
  *                         new #live fragment, keeps focus, and reloads the preview frames
  *  - form[data-autosave]  also submits (as above) a moment after typing stops
  *  - input[data-picker]   search as you type (server-rendered results)
- *  - [data-preview-tab]   switches the preview between 600 px and 375 px
+ *  - [data-preview-tab]   the preview's tabs (desktop, mobile, dark, plain text, inbox): one
+ *                         frame at a time, sized to the email, entered with Enter
  *  - [data-progress-url]  polls a campaign's progress every second
  */
 (function () {
@@ -37,25 +38,92 @@
   }, true);
 
   /* --- previews -------------------------------------------------------------------------- */
-  function refreshPreviews() {
-    document.querySelectorAll("iframe[data-preview]").forEach(function (frame) {
-      var base = frame.getAttribute("src").split("?")[0];
-      frame.setAttribute("src", base + "?v=" + Date.now());
+  /* One frame at a time, as ARIA tabs.  A frame loads when its tab is first shown (a hidden
+   * frame has no layout to measure), is sized to the whole email, and stays out of the Tab
+   * order until its panel is entered with Enter; Escape (or tabbing out) leaves it. */
+  function frameDocument(frame) {
+    try { return frame.contentDocument; } catch (error) { return null; }
+  }
+
+  function fitFrame(frame) {
+    var doc = frameDocument(frame);
+    if (!doc || !doc.documentElement) { return; }
+    frame.style.height = "0";  // measure the email, not the frame's last height
+    frame.style.height = Math.max(doc.documentElement.scrollHeight, 200) + "px";
+    doc.addEventListener("keydown", function (event) {
+      if (event.key === "Escape") { leaveFrame(frame, true); }
     });
   }
 
-  function showPreview(which) {
-    document.querySelectorAll("[data-preview-tab]").forEach(function (button) {
-      button.setAttribute("aria-pressed", String(button.getAttribute("data-preview-tab") === which));
-    });
+  function loadFrame(frame) {
+    var base = frame.getAttribute("data-src") || frame.getAttribute("src");
+    var url = base + (base.indexOf("?") === -1 ? "?" : "&") + "v=" + Date.now();
+    frame.removeAttribute("data-stale");
+    frame.setAttribute("data-src", base);
+    frame.setAttribute("src", url);
+  }
+
+  function refreshPreviews() {
     document.querySelectorAll("iframe[data-preview]").forEach(function (frame) {
-      frame.hidden = frame.getAttribute("data-preview") !== which;
+      if (frame.closest("[hidden]")) { frame.setAttribute("data-stale", ""); } else { loadFrame(frame); }
     });
   }
+
+  function enterFrame(frame) {
+    frame.tabIndex = 0;
+    frame.focus();
+    var doc = frameDocument(frame);
+    var first = doc && doc.querySelector("a[href]");
+    if (first) { first.focus(); }
+  }
+
+  function leaveFrame(frame, back) {
+    frame.tabIndex = -1;
+    if (back) { frame.closest("[role=tabpanel]").focus(); }
+  }
+
+  function showPreview(which, focus) {
+    var tabs = document.querySelectorAll("[data-preview-tab]");
+    tabs.forEach(function (tab) {
+      var on = tab.getAttribute("data-preview-tab") === which;
+      tab.setAttribute("aria-selected", String(on));
+      tab.tabIndex = on ? 0 : -1;
+      if (on && focus) { tab.focus(); }
+    });
+    document.querySelectorAll("[data-panel]").forEach(function (panel) {
+      panel.hidden = panel.getAttribute("data-panel") !== which;
+      var frame = panel.querySelector("iframe[data-preview]");
+      if (!panel.hidden && frame && (frame.hasAttribute("data-stale") || !frame.getAttribute("src"))) {
+        loadFrame(frame);
+      }
+    });
+  }
+
+  document.querySelectorAll("iframe[data-preview]").forEach(function (frame) {
+    frame.addEventListener("load", function () { fitFrame(frame); });
+    frame.addEventListener("blur", function () { leaveFrame(frame, false); });
+    if (frame.getAttribute("src")) { fitFrame(frame); }  // loaded before this script ran
+  });
 
   document.addEventListener("click", function (event) {
     var tab = event.target.closest("[data-preview-tab]");
-    if (tab) { showPreview(tab.getAttribute("data-preview-tab")); }
+    if (tab) { showPreview(tab.getAttribute("data-preview-tab"), false); }
+  });
+
+  document.addEventListener("keydown", function (event) {
+    var tab = event.target.closest && event.target.closest("[data-preview-tab]");
+    if (tab) {
+      var all = Array.prototype.slice.call(document.querySelectorAll("[data-preview-tab]"));
+      var at = all.indexOf(tab);
+      var next = {ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: all.length - 1}[event.key];
+      if (next === undefined) { return; }
+      event.preventDefault();
+      showPreview(all[(next + all.length) % all.length].getAttribute("data-preview-tab"), true);
+      return;
+    }
+    var panel = event.target.matches && event.target.matches("[role=tabpanel]") ? event.target : null;
+    var frame = panel && panel.querySelector("iframe[data-preview]");
+    if (frame && event.key === "Enter") { event.preventDefault(); enterFrame(frame); }
   });
 
   /* --- the picker ------------------------------------------------------------------------ */
@@ -101,7 +169,11 @@
   function sendLive(form, submitter, quiet) {
     var live = document.getElementById("live");
     var status = form.querySelector("[data-save-status]");
-    var focusId = quiet ? null : (submitter && submitter.id) || (document.activeElement && document.activeElement.id);
+    var active = document.activeElement;
+    // Enter in a field submits the form: the focus comes back to the field (the next heading
+    // can be typed at once), otherwise to the button that was pressed.
+    var typing = active && form.contains(active) && active.matches("input[type=text], input[type=search], input:not([type])");
+    var focusId = quiet ? null : typing ? active.id : (submitter && submitter.id) || (active && active.id);
     if (status) { status.textContent = "Saving…"; }
     return fetch(form.action, {
       method: "POST", body: formBody(form, submitter), credentials: "same-origin",
@@ -112,6 +184,9 @@
       }
       return response.text().then(function (html) {
         live.innerHTML = html;
+        var inbox = document.getElementById("inbox-preview");
+        var next = document.getElementById("inbox-next");
+        if (inbox && next) { inbox.replaceChildren(next.content.cloneNode(true)); }
         document.querySelectorAll("main > .alert").forEach(function (old) { old.remove(); });
         if (status) { status.textContent = response.ok ? "Saved" : "Not saved"; }
         var alert = live.querySelector(".alert");
