@@ -3,6 +3,7 @@
 from newsletter.models.accounts import Role, User, UserSession
 from newsletter.models.base import Base, UTCDateTime, utcnow
 from newsletter.models.issues import Issue, IssueItem, IssueSection, IssueStatus
+from newsletter.models.jobs import Job, JobState
 from newsletter.models.resources import Resource, ResourceTopic
 from newsletter.models.scheduling import Schedule, ScheduleRun
 from newsletter.models.sending import (
@@ -37,6 +38,8 @@ __all__ = [
     "IssueItem",
     "IssueSection",
     "IssueStatus",
+    "Job",
+    "JobState",
     "Resource",
     "ResourceTopic",
     "Role",
