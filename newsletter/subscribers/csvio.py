@@ -27,6 +27,7 @@ from typing import Any, TextIO
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from newsletter.csvfiles import csv_error_message
 from newsletter.errors import ImportFormatError, ValidationError
 from newsletter.models.subscribers import (
     Subscriber,
@@ -155,44 +156,51 @@ def _csv_problem(exc: Exception, path: Path, line: int) -> ImportFormatError:
     """A reading error as one line naming the place (never csv's own traceback)."""
     if isinstance(exc, UnicodeDecodeError):
         return ImportFormatError("not UTF-8 text (save the file as UTF-8)", where=f"{path}:{line}")
-    if "field larger than field limit" in str(exc):
-        limit = csv.field_size_limit()
-        message = f"a field is longer than {limit:,} characters; is this really a CSV file?"
-        return ImportFormatError(message, where=f"{path}:{line}")
     if isinstance(exc, OSError):
         return ImportFormatError(f"cannot read: {exc.strerror or exc}", where=str(path))
-    return ImportFormatError(f"malformed CSV: {exc}", where=f"{path}:{line}")
+    assert isinstance(exc, csv.Error)
+    return ImportFormatError(csv_error_message(exc), where=f"{path}:{line}")
 
 
 def _records(
     path: Path, forced: str | None = None
 ) -> tuple[formats.Format, set[str], Iterator[tuple[int, dict[str, str]]]]:
-    """The file's format and its (line number, {field: cell}) rows; a bad file raises."""
+    """The file's format, its header labels and its (line, {field: cell}) rows."""
     handle = _open(path)
+    try:
+        fmt, labels, columns, reader = _header(handle, path, forced)
+    except BaseException:
+        handle.close()
+        raise
+    return fmt, labels, _rows(handle, reader, columns, path)
+
+
+def _header(
+    handle: TextIO, path: Path, forced: str | None
+) -> tuple[formats.Format, set[str], dict[str, int], Any]:
+    """Read the header row, detect (or check) the format and find our columns."""
     try:
         header_line = handle.readline()
         handle.seek(0)
         reader = csv.reader(handle, delimiter=_delimiter(header_line))
         header = next(reader, None)
     except (csv.Error, UnicodeDecodeError, OSError) as exc:
-        handle.close()
         raise _csv_problem(exc, path, 1) from None
     if not header or not any(h.strip() for h in header):
-        handle.close()
         raise ImportFormatError("empty file (no header row)", where=str(path))
-    try:
-        fmt = formats.detect(header, forced)
-    except ValidationError:
-        handle.close()
-        raise
+    fmt = formats.detect(header, forced)
+    labels = {formats.label(h) for h in header}
+    if forced and fmt is not formats.NATIVE and not fmt.detect(labels):
+        raise ImportFormatError(
+            f"the header is not that of a {fmt.title} export", where=f"{path}:1"
+        )
     columns = fmt.map_header(header)
     if "email" not in columns and "email_hash" not in columns:
-        handle.close()
         raise ImportFormatError(
             "no email column (expected a header such as email, e-mail or address)",
             where=f"{path}:1",
         )
-    return fmt, {formats.label(h) for h in header}, _rows(handle, reader, columns, path)
+    return fmt, labels, columns, reader
 
 
 def _rows(

@@ -301,7 +301,8 @@ def split_tags(raw: str) -> list[str]:
     return [t.strip().strip("\"'").strip() for t in _TAG_SPLIT.split(text) if t.strip("\"' ")]
 
 
-_GO_TIME = re.compile(r"^(\S+ \S+?)(?:\.\d+)? ([+-]\d{4})(?: \S+)?$")  # listmonk: Go's Time.String
+# listmonk: Go's Time.String, "2024-01-02 03:04:05.123456789 +0000 UTC"
+_GO_TIME = re.compile(r"^(\S+ [\d:]+)(\.\d{1,6})?\d* ([+-]\d{4})(?: \S+)?$")
 
 
 def parse_time(raw: str) -> datetime | None:
@@ -316,7 +317,7 @@ def parse_time(raw: str) -> datetime | None:
         return None
     go = _GO_TIME.match(text)
     if go:
-        text = f"{go.group(1)}{go.group(2)}"
+        text = f"{go.group(1)}{go.group(2) or ''}{go.group(3)}"
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
