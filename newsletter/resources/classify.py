@@ -78,6 +78,7 @@ def fold_text(text: str) -> str:
 _TITLE_END_CHARS = " .,;:!?`-*_~/\\|"
 
 
+@lru_cache(maxsize=65_536)  # an import asks for each record's key several times
 def normalise_title(title: str) -> str:
     """Return the dedupe key for a title: folded, casefolded, single-spaced, no end punctuation.
 
@@ -113,6 +114,7 @@ def _normalise_netloc(parts: SplitResult) -> str:
     return f"{userinfo}{at}{host}"
 
 
+@lru_cache(maxsize=65_536)
 def normalise_url(url: str) -> str:
     """Return the dedupe key for a URL; never raises (a malformed URL comes back stripped).
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from newsletter.bulkdb import insert_returning_ids, insert_rows, table_of
 from newsletter.models.base import utcnow
 from newsletter.models.subscribers import (
     ConsentEvent,
@@ -117,7 +118,9 @@ class Plan:
         ]  # fmt: skip
         dialect = self.session.get_bind().dialect.name
         insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert_(Suppression).on_conflict_do_nothing(index_elements=["email_hash"])
+        statement = insert_(table_of(Suppression)).on_conflict_do_nothing(
+            index_elements=["email_hash"]
+        )
         self.session.execute(statement, values)
         self._suppress_subscribers(part)
         self._events([self._held_event(h) for h in part])
@@ -215,11 +218,10 @@ class Plan:
              "soft_bounces": 0}
             for r in new
         ]  # fmt: skip
-        statement = insert(Subscriber).returning(Subscriber.id, Subscriber.email)
-        ids = dict((email, id_) for id_, email in self.session.execute(statement, values))
+        new_ids = insert_returning_ids(self.session, Subscriber, values, key="email")
+        ids = {r.email: id_ for r, id_ in zip(new, new_ids, strict=True)}
         topics = [{"subscriber_id": ids[r.email], "topic": t} for r in new for t in r.topics or []]
-        if topics:
-            self.session.execute(insert(SubscriberTopic), topics)
+        insert_rows(self.session, SubscriberTopic, topics)
         self._events([self._row_event(r, ids[r.email]) for r in new])
 
     def _row_event(self, row: Row, subscriber_id: int) -> dict[str, Any]:
@@ -253,8 +255,7 @@ class Plan:
         topics = [
             {"subscriber_id": old.id, "topic": t} for row, old in retopic for t in row.topics or []
         ]
-        if topics:
-            self.session.execute(insert(SubscriberTopic), topics)
+        insert_rows(self.session, SubscriberTopic, topics)
         self._events([self._update_event(row, old, f) for row, old, f in changes])
 
     def _update_event(self, row: Row, old: _Existing, changed: list[str]) -> dict[str, Any]:
@@ -280,5 +281,4 @@ class Plan:
         }  # fmt: skip
 
     def _events(self, values: list[dict[str, Any]]) -> None:
-        if values:
-            self.session.execute(insert(ConsentEvent), values)
+        insert_rows(self.session, ConsentEvent, values)
