@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 30.0
     # scheduling
     misfire_grace_seconds: int = 3600
+    # request and upload limits (bytes), enforced while the body streams in
+    request_max_bytes: int = Field(1024 * 1024, ge=1024)
+    import_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
 
     @field_validator("from_email", "from_name", "reply_to", "organisation", "list_id")
     @classmethod

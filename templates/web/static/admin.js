@@ -7,6 +7,7 @@
  *  - input[data-picker]   search as you type (server-rendered results)
  *  - [data-preview-tab]   switches the preview between 600 px and 375 px
  *  - [data-progress-url]  polls a campaign's progress every second
+ *  - [data-job-url]       polls a background job (an import) every second; reloads when it ends
  */
 (function () {
   "use strict";
@@ -200,5 +201,37 @@
 
   if (progress && ACTIVE.indexOf(progress.getAttribute("data-status")) !== -1) {
     window.setTimeout(poll, 1000);
+  }
+
+  /* --- background jobs (imports) ----------------------------------------------------------- */
+  var job = document.querySelector("[data-job-url]");
+
+  function pollJob() {
+    fetch(job.getAttribute("data-job-url"), { credentials: "same-origin" })
+      .then(function (response) {
+        if (response.status === 401) { window.location.reload(); throw new Error("signed out"); }
+        return response.json();
+      })
+      .then(function (data) {
+        var bar = job.querySelector("progress");
+        bar.max = data.total || 1;
+        bar.value = data.total ? data.done : 0;
+        bar.textContent = Number(data.percent).toFixed(1) + "%";
+        job.querySelector("[data-job-done]").textContent = data.done;
+        job.querySelector("[data-job-total]").textContent = data.total === null ? "…" : data.total;
+        job.querySelector("[data-job-percent]").textContent = Number(data.percent).toFixed(1);
+        job.querySelector("[data-job-state]").textContent = data.state;
+        if (data.finished) {
+          announce("Import " + data.state);
+          window.location.reload();  // the server renders the report
+          return;
+        }
+        window.setTimeout(pollJob, 1000);
+      })
+      .catch(function () { window.setTimeout(pollJob, 3000); });
+  }
+
+  if (job && ["queued", "running"].indexOf(job.getAttribute("data-state")) !== -1) {
+    window.setTimeout(pollJob, 1000);
   }
 }());
