@@ -14,11 +14,26 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import ColumnElement, Table, any_, bindparam, func, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.types import JSON
 
 from newsletter.models.base import Base
+
+
+def key_in(session: Session, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN values`` that stays an index look-up when the statement is prepared.
+
+    psycopg prepares a statement once it has run a few times; PostgreSQL's
+    generic plan for ``IN ($1, ..., $900)`` then scans the table comparing each
+    row with every parameter (650 ms instead of 7 ms on 30,000 resources).
+    ``= ANY($1)`` with one array parameter keeps the index scan.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        array = bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
+        return column == any_(array)  # type: ignore[no-any-return]
+    return column.in_(values)  # type: ignore[no-any-return]
 
 
 def table_of(model: type[Base]) -> Table:

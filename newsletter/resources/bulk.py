@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.bulkdb import insert_returning_ids, insert_rows
+from newsletter.bulkdb import insert_returning_ids, insert_rows, key_in
 from newsletter.models import Resource, ResourceTopic
 from newsletter.models.base import utcnow
 from newsletter.resources.classify import Topic, classify, normalise_title, normalise_url
@@ -182,7 +182,8 @@ class Plan:
             (Resource.title_key, sorted(titles)),
         ):
             for some in chunks(keys, _IN):
-                query = select(*(getattr(Resource, c) for c in _COLUMNS)).where(column.in_(some))
+                query = select(*(getattr(Resource, c) for c in _COLUMNS))
+                query = query.where(key_in(self.session, column, some))
                 for row in self.session.execute(query):
                     if row.id not in self._loaded:
                         self._loaded.add(row.id)
@@ -196,7 +197,7 @@ class Plan:
         for some in chunks(list(by_id), _IN):
             query = (
                 select(ResourceTopic.resource_id, ResourceTopic.topic)
-                .where(ResourceTopic.resource_id.in_(some))
+                .where(key_in(self.session, ResourceTopic.resource_id, some))
                 .order_by(ResourceTopic.resource_id, ResourceTopic.position)
             )
             for resource_id, topic in self.session.execute(query).tuples():
@@ -253,7 +254,8 @@ class Plan:
             self.session.execute(update(Resource), [{"id": e.id, **e.values()} for e in changed])
         retopic = [e for e in changed if e.topics_dirty]
         for some in chunks([e.id for e in retopic], _IN):
-            self.session.execute(delete(ResourceTopic).where(ResourceTopic.resource_id.in_(some)))
+            stale = key_in(self.session, ResourceTopic.resource_id, some)
+            self.session.execute(delete(ResourceTopic).where(stale))
         rows = [
             {"resource_id": e.id, "topic": t, "position": n}
             for e in (*new, *retopic)
@@ -270,7 +272,8 @@ class Plan:
         self._bases_seen |= set(fresh)
         taken: set[str] = set()
         for some in chunks(fresh, _IN):
-            taken |= set(self.session.scalars(select(Resource.slug).where(Resource.slug.in_(some))))
+            query = select(Resource.slug).where(key_in(self.session, Resource.slug, some))
+            taken |= set(self.session.scalars(query))
         for base in taken:  # rare: only titles already in the library need the numbered ones
             pattern = f"{base}-%"
             self._slugs |= set(

@@ -20,7 +20,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from newsletter.bulkdb import insert_returning_ids, insert_rows, table_of
+from newsletter.bulkdb import insert_returning_ids, insert_rows, key_in, table_of
 from newsletter.models.base import utcnow
 from newsletter.models.subscribers import (
     ConsentEvent,
@@ -140,7 +140,8 @@ class Plan:
             for some in chunks(hashes, _IN):
                 self.session.execute(
                     update(Subscriber)
-                    .where(Subscriber.email_hash.in_(some), Subscriber.status.in_(below))
+                    .where(key_in(self.session, Subscriber.email_hash, some))
+                    .where(Subscriber.status.in_(below))
                     .values(**values)
                     .execution_options(synchronize_session=False)
                 )
@@ -154,9 +155,7 @@ class Plan:
     # ------------------------------------------------------------ subscribers
 
     def _subscribers(self, part: Sequence[Row], file_held: set[str]) -> None:
-        held = file_held | suppression_list.suppressed_hashes(
-            (r.email_hash for r in part), session=self.session
-        )
+        held = file_held | self._suppressed([r.email_hash for r in part])
         existing = self._existing([r.email for r in part])
         new: list[Row] = []
         changes: list[tuple[Row, _Existing, list[str]]] = []
@@ -177,19 +176,27 @@ class Plan:
             self._insert(new)
             self._update(changes)
 
+    def _suppressed(self, hashes: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for some in chunks(hashes, _IN):
+            query = select(Suppression.email_hash)
+            found.update(self.session.scalars(
+                query.where(key_in(self.session, Suppression.email_hash, some))))  # fmt: skip
+        return found
+
     def _existing(self, emails: Sequence[str]) -> dict[str, _Existing]:
         found: dict[str, _Existing] = {}
         by_id: dict[int, _Existing] = {}
         for some in chunks(emails, _IN):
             query = select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.status)
             for id_, email, name, status in self.session.execute(
-                query.where(Subscriber.email.in_(some))
+                query.where(key_in(self.session, Subscriber.email, some))
             ).tuples():
                 found[email] = by_id[id_] = _Existing(id_, name, status, [])
         for ids in chunks(list(by_id), _IN):
             topics = select(SubscriberTopic.subscriber_id, SubscriberTopic.topic)
             for id_, topic in self.session.execute(
-                topics.where(SubscriberTopic.subscriber_id.in_(ids))
+                topics.where(key_in(self.session, SubscriberTopic.subscriber_id, ids))
             ).tuples():
                 by_id[id_].topics.append(topic)
         return found
@@ -250,7 +257,9 @@ class Plan:
         retopic = [(row, old) for row, old, f in changes if "topics" in f]
         for some in chunks([old.id for _, old in retopic], _IN):
             self.session.execute(
-                delete(SubscriberTopic).where(SubscriberTopic.subscriber_id.in_(some))
+                delete(SubscriberTopic).where(
+                    key_in(self.session, SubscriberTopic.subscriber_id, some)
+                )
             )
         topics = [
             {"subscriber_id": old.id, "topic": t} for row, old in retopic for t in row.topics or []
