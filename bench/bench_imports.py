@@ -35,7 +35,7 @@ WORDS = [
     "college", "leadership", "innovation", "community", "agency", "data", "design", "systems",
     "change", "rural", "urban", "research", "practice", "report", "guide",
 ]  # fmt: skip
-TYPES = ("article", "report", "video", "podcast", "webinar", "toolkit", "")
+TYPES = ("article", "report", "video", "podcast", "", "", "", "")  # half left to inference
 
 
 def _sentence(rng: random.Random, words: int) -> str:

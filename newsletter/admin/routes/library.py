@@ -183,7 +183,7 @@ def _save(request: Request, ctx: WebContext, resource_id: int, values: dict[str,
 
 @router.get("/library/import")
 def import_form(request: Request, identity: Editor) -> Response:
-    return page(request, "library/import.html.j2", report=None)
+    return page(request, "library/import.html.j2")
 
 
 @router.post("/library/import")
@@ -196,7 +196,7 @@ async def import_upload(request: Request, ctx: Ctx, identity: Editor) -> Respons
             work=lambda items: partial(_import_files, ctx, items),
         )  # fmt: skip
     except NewsletterError as exc:
-        return page(request, "library/import.html.j2", 422, report=None, error=str(exc))
+        return page(request, "library/import.html.j2", 422, error=str(exc))
 
 
 def _import_files(

@@ -67,9 +67,9 @@ def subscribers_page(
 
 def _list(
     request: Request, ctx: WebContext, *, q: str = "", status: str = "", number: int = 1,
-    report: dict[str, object] | None = None, error: str | None = None, status_code: int = 200,
+    error: str | None = None, status_code: int = 200,
 ) -> Response:  # fmt: skip
-    """The searchable list, with counts by status (and an import's report after an upload)."""
+    """The searchable list, with counts by status."""
     query = select(Subscriber)
     if q.strip():
         query = query.where(reports.search_filter(q))
@@ -84,9 +84,8 @@ def _list(
         counts = select(Subscriber.status, func.count()).group_by(Subscriber.status)
         return page(
             request, "subscribers/list.html.j2", status_code, rows=rows, pages=pages, q=q,
-            status=status, statuses=[s.value for s in SubscriberStatus], report=report,
+            status=status, statuses=[s.value for s in SubscriberStatus],
             by_status=dict(session.execute(counts).tuples().all()), error=error,
-            **({"notice": "Imported."} if report else {}),
         )  # fmt: skip
 
 

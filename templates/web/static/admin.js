@@ -220,7 +220,8 @@
         job.querySelector("[data-job-done]").textContent = data.done;
         job.querySelector("[data-job-total]").textContent = data.total === null ? "…" : data.total;
         job.querySelector("[data-job-percent]").textContent = Number(data.percent).toFixed(1);
-        job.querySelector("[data-job-state]").textContent = data.state;
+        var checking = data.state === "running" && data.total === null;
+        job.querySelector("[data-job-state]").textContent = checking ? "checking the file" : data.state;
         if (data.finished) {
           announce("Import " + data.state);
           window.location.reload();  // the server renders the report
