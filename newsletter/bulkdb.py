@@ -50,7 +50,7 @@ def insert_rows(session: Session, model: type[Base], rows: Sequence[dict[str, An
     if session.get_bind().dialect.name == "postgresql":
         _copy(session, table, rows)
     else:
-        session.execute(table.insert(), list(rows))
+        _executemany(session, table, rows)
 
 
 def insert_returning_ids(
@@ -66,7 +66,7 @@ def insert_returning_ids(
     if not rows:
         return []
     if session.get_bind().dialect.name != "postgresql":
-        session.execute(table.insert(), list(rows))
+        _executemany(session, table, rows)
         keys = [row[key] for row in rows]
         ids: dict[Any, int] = {}
         for start in range(0, len(keys), 900):
@@ -81,6 +81,33 @@ def insert_returning_ids(
     ))  # fmt: skip
     _copy(session, table, [{**row, "id": id_} for row, id_ in zip(rows, drawn, strict=True)])
     return drawn
+
+
+def _executemany(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """One prepared INSERT for all rows, values converted here as ``UTCDateTime`` would.
+
+    Through SQLAlchemy's ``insert()`` every row's every value passes its bind
+    processors one call at a time: a third of a 200,000-row import.
+    """
+    columns = list(rows[0])
+    as_json = {name for name in columns if isinstance(table.c[name].type, JSON)}
+    names = ", ".join(f'"{name}"' for name in columns)
+    marks = ", ".join("?" for _ in columns)
+    values = [tuple(_sqlite_value(row[name], name in as_json) for name in columns) for row in rows]
+    session.connection().exec_driver_sql(
+        f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', values
+    )
+
+
+def _sqlite_value(value: Any, is_json: bool) -> Any:
+    if is_json:
+        return None if value is None else json.dumps(value)
+    if isinstance(value, datetime):
+        # SQLAlchemy's SQLite DATETIME storage format, naive UTC (see ``UTCDateTime``)
+        return _value(value, False).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, bool):
+        return int(value)
+    return value
 
 
 def _copy(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:

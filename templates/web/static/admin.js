@@ -171,17 +171,24 @@
     return url.toString();
   }
 
+  /* JSON from an admin API; signed out means back to the login page. */
+  function getJson(url) {
+    return fetch(url, { credentials: "same-origin" }).then(function (response) {
+      if (response.status === 401) { window.location.reload(); throw new Error("signed out"); }
+      return response.json();
+    });
+  }
+
+  function showBar(bar, done, total, percent) {
+    bar.max = total || 1;
+    bar.value = total ? done : 0;
+    bar.textContent = Number(percent).toFixed(1) + "%";
+  }
+
   function poll() {
-    fetch(progress.getAttribute("data-progress-url"), { credentials: "same-origin" })
-      .then(function (response) {
-        if (response.status === 401) { window.location.reload(); throw new Error("signed out"); }
-        return response.json();
-      })
+    getJson(progress.getAttribute("data-progress-url"))
       .then(function (data) {
-        var bar = progress.querySelector("progress");
-        bar.max = data.total || 1;
-        bar.value = data.done;
-        bar.textContent = Number(data.percent).toFixed(1) + "%";
+        showBar(progress.querySelector("progress"), data.done, data.total, data.percent);
         setText("[data-progress-done]", data.done);
         setText("[data-progress-total]", data.total);
         setText("[data-progress-percent]", Number(data.percent).toFixed(1));
@@ -207,16 +214,9 @@
   var job = document.querySelector("[data-job-url]");
 
   function pollJob() {
-    fetch(job.getAttribute("data-job-url"), { credentials: "same-origin" })
-      .then(function (response) {
-        if (response.status === 401) { window.location.reload(); throw new Error("signed out"); }
-        return response.json();
-      })
+    getJson(job.getAttribute("data-job-url"))
       .then(function (data) {
-        var bar = job.querySelector("progress");
-        bar.max = data.total || 1;
-        bar.value = data.total ? data.done : 0;
-        bar.textContent = Number(data.percent).toFixed(1) + "%";
+        showBar(job.querySelector("progress"), data.done, data.total, data.percent);
         job.querySelector("[data-job-done]").textContent = data.done;
         job.querySelector("[data-job-total]").textContent = data.total === null ? "…" : data.total;
         job.querySelector("[data-job-percent]").textContent = Number(data.percent).toFixed(1);
