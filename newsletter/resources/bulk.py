@@ -251,7 +251,9 @@ class Plan:
         fresh = {id(e) for e in new}
         changed = [e for e in entries if id(e) not in fresh]
         if changed:
-            self.session.execute(update(Resource), [{"id": e.id, **e.values()} for e in changed])
+            now = utcnow()
+            values = [{"id": e.id, **e.values(), "updated_at": now} for e in changed]
+            self.session.execute(update(Resource), values)
         retopic = [e for e in changed if e.topics_dirty]
         for some in chunks([e.id for e in retopic], _IN):
             stale = key_in(self.session, ResourceTopic.resource_id, some)
