@@ -233,3 +233,20 @@ def test_demo_csv_imports_with_its_deliberate_problems(session: Session, topics:
     assert len(report.invalid) == 1 and len(report.duplicates) == 1
     assert report.warnings == []  # every topic is a default topic
     assert run(session, topics, REPO / "subscribers" / "demo.csv").unchanged == 12
+
+
+def test_unknown_columns_and_mixed_encodings_name_the_line(
+    session: Session, topics: list[str], tmp_path: Path
+) -> None:
+    path = write(tmp_path, "email,Shoe size,name\nann@example.org,42,Ann\n")
+    report = run(session, topics, path)
+    assert [(p.line, p.message) for p in report.warnings] == [
+        (1, "ignored unknown column(s): shoe size")
+    ]
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_bytes(
+        "email,name\nbob@example.org,Zoë\n".encode() + "carl@example.org,Zoë\n".encode("latin-1")
+    )
+    with pytest.raises(ImportFormatError, match=r"mixed\.csv:3: not UTF-8"):
+        run(session, topics, mixed)
+    assert emails(session) == ["ann@example.org"]

@@ -152,10 +152,21 @@ def _delimiter(header: str) -> str:
     return max(",;\t", key=header.count)
 
 
+def _first_undecodable_line(path: Path) -> int | None:
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
+
+
 def _csv_problem(exc: Exception, path: Path, line: int) -> ImportFormatError:
     """A reading error as one line naming the place (never csv's own traceback)."""
-    if isinstance(exc, UnicodeDecodeError):
-        return ImportFormatError("not UTF-8 text (save the file as UTF-8)", where=f"{path}:{line}")
+    if isinstance(exc, UnicodeDecodeError):  # decoded ahead in blocks: find the line itself
+        where = f"{path}:{_first_undecodable_line(path) or line}"
+        return ImportFormatError("not UTF-8 text (save the file as UTF-8)", where=where)
     if isinstance(exc, OSError):
         return ImportFormatError(f"cannot read: {exc.strerror or exc}", where=str(path))
     assert isinstance(exc, csv.Error)
@@ -324,6 +335,10 @@ def parse(
     report = report or ImportReport()
     detected, header, records = _records(path, fmt)
     report.format = detected.name
+    known = {name for names in detected.columns.values() for name in names}
+    unknown = sorted(h for h in header - known if h)
+    if unknown and detected is formats.NATIVE:  # a tool's extra columns are expected
+        report.note("warnings", 1, f"ignored unknown column(s): {', '.join(unknown)[:300]}")
     allowed = {t.casefold(): t for t in allowed_topics}
     reader = _Reader(detected, allowed, status, report, header)
     parsed = Parsed(detected)
