@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]  # (records done, records in all)
 CHUNK_ROWS = 5_000
 FILLABLE = ("source", "authors", "image_url", "image_alt", "image_credit", "call_to_action")
-_IN = 900
+_IN = 5_000  # keys per look-up: one JSON (SQLite) or array (PostgreSQL) parameter each
 T = TypeVar("T")
 _COLUMNS = (
     "id", "slug", "title", "title_key", "url", "url_key", "summary", "summary_truncated",

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]  # (rows done, rows in all)
 CHUNK_ROWS = 5_000  # rows per committed chunk: a fraction of a second of locks
-_IN = 900  # values per IN (...) list: under every backend's bound-parameter limit
+_IN = 5_000  # keys per look-up: one JSON (SQLite) or array (PostgreSQL) parameter each
 T = TypeVar("T")
 
 
