@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     guard_min_sent: int = Field(500, ge=1)
     # preflight in the editor and `issue preflight`: fetch each image (cached) and warn
     preflight_fetch_images: bool = True
+    # request and upload limits (bytes), enforced while the body streams in
+    request_max_bytes: int = Field(1024 * 1024, ge=1024)
+    import_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
 
     @field_validator("from_email", "from_name", "reply_to", "organisation", "list_id")
     @classmethod

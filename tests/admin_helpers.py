@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
@@ -91,3 +92,22 @@ def load_issue_42(db: Database, settings: Settings, seeds: Path) -> None:
     with db.session() as session:
         import_library(seeds, session=session, settings=settings)
         import_source(load_source(ISSUE_42), session=session)
+
+
+def finished_job(
+    client: AdminClient, started: Any, *, timeout: float = 60.0
+) -> tuple[dict[str, Any], str]:
+    """Follow an upload's redirect to its job, wait for the job to end: (its JSON, its page)."""
+    import time
+
+    assert started.status_code == 303, started.text
+    location = started.headers["location"]
+    assert location.startswith("/admin/jobs/")
+    api = location.replace("/admin/jobs/", "/admin/api/jobs/")
+    deadline = time.monotonic() + timeout
+    state = client.get(api).json()
+    while not state["finished"]:
+        assert time.monotonic() < deadline, f"job still {state['state']} after {timeout} s"
+        time.sleep(0.05)
+        state = client.get(api).json()
+    return state, client.get(location).text

@@ -13,6 +13,7 @@ from newsletter.resources import library
 from tests.admin_helpers import (
     AdminClient,
     fast_hashing,  # noqa: F401 - autouse fixture
+    finished_job,
     signed_in_client,
 )
 from tests.issue_helpers import import_library
@@ -104,11 +105,13 @@ def test_a_bad_edit_is_refused_and_shown(db: Database, settings: Settings, seeds
 
 def test_import_by_upload_reports_like_the_cli(db: Database, settings: Settings) -> None:
     client = signed_in_client(db, settings, "editor")
-    first = client.form("/admin/library/import", files={"files": ("list.csv", CSV, "text/csv")})
-    assert first.status_code == 200, first.text
-    assert "Added 2, merged 0, already present 0, skipped 0." in first.text
-    again = client.form("/admin/library/import", files={"files": ("list.csv", CSV, "text/csv")})
-    assert "Added 0, merged 0, already present 2, skipped 0." in again.text
+    started = client.form("/admin/library/import", files={"files": ("list.csv", CSV, "text/csv")})
+    state, first = finished_job(client, started)
+    assert (state["state"], state["done"], state["total"]) == ("done", 2, 2)
+    assert "Added 2, merged 0, already present 0, skipped 0." in first
+    started = client.form("/admin/library/import", files={"files": ("list.csv", CSV, "text/csv")})
+    _state, again = finished_job(client, started)
+    assert "Added 0, merged 0, already present 2, skipped 0." in again
     assert _count(db) == 2
 
 
@@ -118,12 +121,10 @@ def test_a_bad_file_stores_nothing_and_names_itself(db: Database, settings: Sett
         ("files", ("good.csv", CSV, "text/csv")),
         ("files", ("../../etc/bad name.csv", b"title,url\n\xff\xfe broken,https://x.org\n", "text/csv")),
     ]  # fmt: skip
-    answer = client.form("/admin/library/import", files=files)
-    assert answer.status_code == 422
-    assert (
-        "nothing was imported" in answer.text and "bad name.csv:2: not valid UTF-8" in answer.text
-    )
-    assert "/tmp" not in answer.text and "newsletter-upload" not in answer.text
+    state, answer = finished_job(client, client.form("/admin/library/import", files=files))
+    assert state["state"] == "failed"
+    assert "nothing was imported" in answer and "bad name.csv:2: not valid UTF-8" in answer
+    assert "/tmp" not in answer and "jobs/" not in state["error"]
     assert _count(db) == 0
     none_chosen = client.form("/admin/library/import")
     assert none_chosen.status_code == 422 and "choose a file" in none_chosen.text

@@ -91,3 +91,16 @@ def test_report_renders_every_table_and_keeps_the_rendering_section(
         assert header in text
     assert "end to end / floor" in text and "events/s" in text
     assert "cores" in text and "PostgreSQL" in text and "SQLite" in text
+
+
+def test_import_benchmark_runs_and_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/bench_imports.py on a few hundred rows: every measure present, re-runs unchanged."""
+    from bench import bench_imports
+
+    bench_imports.main(["--rows", "300", "--backend", "sqlite"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for name in ("resources", "subscribers"):
+        first, again = result[f"{name}_first"], result[f"{name}_again"]
+        assert first["added"] > 250 and again["added"] == 0
+        assert again["unchanged"] >= first["added"]  # everything stored is found again
+        assert first["rows_per_second"] > 0 and first["cpu_seconds"] >= 0

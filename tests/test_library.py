@@ -235,3 +235,44 @@ def test_added_by_hand_the_url_decides(db: Database, settings: Settings) -> None
         with pytest.raises(ValidationError, match="already in the library"):
             library.add_resource(ResourceRecord(title="equity by design"), session=session,
                                  topics=topics)  # fmt: skip
+
+
+def _snapshot(db: Database) -> list[tuple[object, ...]]:
+    with db.session() as session:
+        rows = session.scalars(select(Resource).order_by(Resource.id)).all()
+        return [(r.slug, r.title, r.url, r.summary, r.type, tuple(r.topics)) for r in rows]
+
+
+def test_chunked_bulk_import_decides_like_one_chunk(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Merges across chunk boundaries, repeated titles' slugs, a URL merged in later."""
+    from newsletter.resources import bulk
+
+    records = [
+        ResourceRecord(title="Quality Counts", summary="Short…", summary_truncated=True),
+        ResourceRecord(title="Student Agency Guide", url="https://a.example/agency"),
+        ResourceRecord(title="Quality Counts", url="https://a.example/qc", summary="Full."),
+        ResourceRecord(title="Quality Counts", url="https://a.example/qc-2018"),
+        ResourceRecord(title="Another", url="https://a.example/agency/?utm_source=x"),
+        ResourceRecord(title="Quality Counts", url="https://a.example/qc-2019"),
+    ]
+    topics = classify_topics(settings)
+    with db.session() as session:
+        whole = library.import_records(records, session=session, topics=topics)
+    expected = _snapshot(db)
+    with db.session() as session:
+        session.execute(Resource.__table__.delete())
+    monkeypatch.setattr(bulk, "CHUNK_ROWS", 2)
+    with db.session() as session:
+        chunked = library.import_records(records, session=session, topics=topics,
+                                         commit_chunks=True)  # fmt: skip
+    counts = (len(chunked.added), len(chunked.merged), len(chunked.unchanged))
+    assert counts == (len(whole.added), len(whole.merged), len(whole.unchanged)) == (4, 1, 1)
+    assert [row[1:] for row in _snapshot(db)] == [row[1:] for row in expected]
+    assert [row[0] for row in _snapshot(db)] == [
+        "quality-counts", "student-agency-guide", "quality-counts-2", "quality-counts-3",
+    ]  # fmt: skip
+    with db.session() as session:
+        preview = library.import_records(records, session=session, topics=topics, dry_run=True)
+    assert (len(preview.added), len(preview.unchanged)) == (0, 6)

@@ -120,3 +120,40 @@ def test_outbox_list_and_show_read_the_confirmation(
     assert "To: bob@example.org" in out
     code, _, err = run(capsys, "outbox", "show", "9")
     assert code == 1 and "no message #9" in err
+
+
+WIDE_HEADER = "email," + "x" * 140_000 + "\nann@example.org,1\n"
+
+
+def test_header_over_the_csv_field_limit_is_one_clear_line(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cli_env / "wide.csv"
+    path.write_text(WIDE_HEADER, encoding="utf-8")
+    code, _, err = run(capsys, "subscribers", "import", str(path))
+    assert code == 1 and "Traceback" not in err and err.strip().count("\n") == 0
+    assert "wide.csv:1" in err and "longer than 131,072 characters" in err
+    wide_resources = cli_env / "wide_resources.csv"
+    wide_resources.write_text("title," + "x" * 140_000 + "\nA,b\n", encoding="utf-8")
+    code, _, err = run(capsys, "resources", "import", str(wide_resources))
+    assert code == 1 and "Traceback" not in err and "longer than 131,072 characters" in err
+
+
+def test_import_another_tools_export_with_dry_run_then_for_real(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = (
+        REPO / "tests" / "data" / "subscriber_exports" / "mailchimp_subscribed_members_export.csv"
+    )
+    code, out, _ = run(capsys, "subscribers", "import", str(export), "--dry-run")
+    assert (
+        code == 0 and "mailchimp export: would have added 3" in out and "nothing was stored" in out
+    )
+    assert "VIP (1)" in out  # the tag that matches no topic
+    code, out, _ = run(capsys, "subscribers", "list", "--json")
+    assert json.loads(out) == []
+    code, out, _ = run(capsys, "subscribers", "import", str(export), "--format", "mailchimp",
+                       "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["added"] == 3
+    code, _, err = run(capsys, "subscribers", "import", str(export), "--format", "ghost")
+    assert code == 1 and "not that of a Ghost export" in err

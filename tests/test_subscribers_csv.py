@@ -135,19 +135,65 @@ def test_malformed_file_stores_nothing(
     assert emails(session) == []
 
 
-def test_import_is_one_transaction(db: Database, settings: Settings, tmp_path: Path) -> None:
-    """An error part-way leaves nothing behind: the caller's transaction rolls back."""
+def test_import_in_the_callers_transaction_rolls_back_whole(
+    db: Database, settings: Settings, tmp_path: Path
+) -> None:
+    """Without ``commit_chunks`` an error part-way leaves nothing behind."""
     topics = [t.name for t in settings.topics]
     path = write(tmp_path, "email\nann@example.org\nbob@example.org\n")
 
-    def explode() -> None:
-        raise RuntimeError("disk on fire")
+    def explode(done: int, total: int) -> None:
+        if done:
+            raise RuntimeError("disk on fire")
 
     with pytest.raises(RuntimeError), db.session() as session:
-        service.import_csv(path, session=session, allowed_topics=topics, advance=explode)
+        service.import_csv(path, session=session, allowed_topics=topics, progress=explode)
     with db.session() as session:
         assert emails(session) == []
         assert session.scalar(select(func.count()).select_from(ConsentEvent)) == 0
+
+
+def test_chunked_import_interrupted_then_rerun_is_idempotent(
+    db: Database, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Committed chunks survive a crash; running the import again completes it exactly once."""
+    from newsletter.subscribers import bulk
+
+    monkeypatch.setattr(bulk, "CHUNK_ROWS", 2)
+    topics = [t.name for t in settings.topics]
+    path = write(tmp_path, "email\n" + "".join(f"p{i}@example.org\n" for i in range(5)))
+    seen: list[tuple[int, int]] = []
+
+    def crash_after_first_chunk(done: int, total: int) -> None:
+        seen.append((done, total))
+        if done >= 2:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError), db.session() as session:
+        service.import_csv(path, session=session, allowed_topics=topics, commit_chunks=True,
+                           progress=crash_after_first_chunk)  # fmt: skip
+    assert seen == [(0, 5), (2, 5)]
+    with db.session() as session:
+        assert emails(session) == ["p0@example.org", "p1@example.org"]
+        report = service.import_csv(path, session=session, allowed_topics=topics,
+                                    commit_chunks=True)  # fmt: skip
+        assert (report.added, report.unchanged) == (3, 2)
+        assert len(emails(session)) == 5
+        assert session.scalar(select(func.count()).select_from(ConsentEvent)) == 5
+
+
+def test_dry_run_reports_and_stores_nothing(
+    session: Session, topics: list[str], tmp_path: Path
+) -> None:
+    run(session, topics, write(tmp_path, "email,name\nann@example.org,Ann\n", "a.csv"))
+    path = write(tmp_path, "email,name,suppressed\nann@example.org,Ann Lee,\n"
+                           "bob@example.org,,\ncarol@example.org,,unsubscribed\n")  # fmt: skip
+    report = run(session, topics, path, dry_run=True)
+    assert (report.added, report.updated, report.suppressions_added) == (1, 1, 1)
+    assert report.as_dict()["dry_run"] is True
+    assert emails(session) == ["ann@example.org"]
+    assert session.scalars(select(Subscriber.name)).one() == "Ann"
+    assert not suppression.is_suppressed("carol@example.org", session=session)
 
 
 def test_export_round_trip_keeps_suppressions_and_defuses_formulas(
@@ -187,3 +233,20 @@ def test_demo_csv_imports_with_its_deliberate_problems(session: Session, topics:
     assert len(report.invalid) == 1 and len(report.duplicates) == 1
     assert report.warnings == []  # every topic is a default topic
     assert run(session, topics, REPO / "subscribers" / "demo.csv").unchanged == 12
+
+
+def test_unknown_columns_and_mixed_encodings_name_the_line(
+    session: Session, topics: list[str], tmp_path: Path
+) -> None:
+    path = write(tmp_path, "email,Shoe size,name\nann@example.org,42,Ann\n")
+    report = run(session, topics, path)
+    assert [(p.line, p.message) for p in report.warnings] == [
+        (1, "ignored unknown column(s): shoe size")
+    ]
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_bytes(
+        "email,name\nbob@example.org,Zoë\n".encode() + "carl@example.org,Zoë\n".encode("latin-1")
+    )
+    with pytest.raises(ImportFormatError, match=r"mixed\.csv:3: not UTF-8"):
+        run(session, topics, mixed)
+    assert emails(session) == ["ann@example.org"]

@@ -12,9 +12,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+# The upload forms: the only paths whose bodies may reach ``import_max_bytes``.
+UPLOAD_PATHS = ("/admin/library/import", "/admin/subscribers/import")
+
 
 def routers() -> list[APIRouter]:
-    from newsletter.admin.routes import campaigns, home, issues, library, settings, subscribers
+    from newsletter.admin.routes import (
+        campaigns,
+        home,
+        issues,
+        jobs,
+        library,
+        settings,
+        subscribers,
+    )
 
     return [
         home.login_router,
@@ -24,4 +35,5 @@ def routers() -> list[APIRouter]:
         campaigns.router,
         subscribers.router,
         settings.router,
+        jobs.router,
     ]

@@ -1,4 +1,8 @@
-"""Uploaded files as temporary files with their own names, for importers that read paths.
+"""Uploaded files as files with their own names, for importers that read paths.
+
+The form parser has already spooled each upload to a temporary file; here it
+is copied a chunk at a time (never whole in memory) into the folder of the job
+that will import it.
 
 The importers (``library.parse_files``, ``service.import_csv``) take paths and
 detect formats by extension, exactly as on the command line; keeping the
@@ -9,9 +13,8 @@ lets their errors name the file the editor chose rather than a temp path.
 from __future__ import annotations
 
 import re
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +23,8 @@ from starlette.datastructures import UploadFile
 
 from newsletter.errors import ValidationError
 
-MAX_BYTES = 10 * 1024 * 1024
 MAX_FILES = 20
+_COPY_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,14 +41,18 @@ def safe_name(raw: str | None) -> str:
     return cleaned[:120] or "upload"
 
 
-def _save(upload: UploadFile, folder: Path) -> Saved:
+def _save(upload: UploadFile, folder: Path, max_bytes: int) -> Saved:
+    """Copy the upload (already spooled to disk by the form parser) a chunk at a time."""
     name = safe_name(upload.filename)
-    data = upload.file.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise ValidationError(f"{name} is larger than {MAX_BYTES // (1024 * 1024)} MB")
-    folder.mkdir()
+    folder.mkdir(parents=True)
     path = folder / name
-    path.write_bytes(data)
+    written = 0
+    with path.open("wb") as out:
+        while chunk := upload.file.read(_COPY_CHUNK):
+            written += len(chunk)
+            if written > max_bytes:
+                raise ValidationError(f"{name} is larger than {max_bytes // (1024 * 1024)} MB")
+            out.write(chunk)
     return Saved(path=path, folder=folder, name=name)
 
 
@@ -65,16 +72,18 @@ async def form_upload(
     return files, fields
 
 
-@contextmanager
-def saved(uploads: Sequence[UploadFile]) -> Iterator[list[Saved]]:
-    """The uploads as files in a private temp folder, deleted afterwards."""
+def keep(uploads: Sequence[UploadFile], folder: Path, *, max_bytes: int) -> list[Saved]:
+    """The uploads as files under ``folder`` (the job that reads them removes it)."""
     chosen = [u for u in uploads if u.filename]
     if not chosen:
         raise ValidationError("choose a file to import")
     if len(chosen) > MAX_FILES:
         raise ValidationError(f"import at most {MAX_FILES} files at a time")
-    with tempfile.TemporaryDirectory(prefix="newsletter-upload-") as tmp:
-        yield [_save(u, Path(tmp) / str(n)) for n, u in enumerate(chosen)]
+    try:
+        return [_save(u, folder / str(n), max_bytes) for n, u in enumerate(chosen)]
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def shown(message: str, files: Sequence[Saved]) -> str:

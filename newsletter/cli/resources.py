@@ -22,6 +22,7 @@ def print_report(report: library.ImportReport) -> None:
     console.print(
         f"added {len(report.added)}, merged {len(report.merged)}, "
         f"already present {len(report.unchanged)}, skipped {len(report.skipped)}"
+        + (" (dry run: nothing was stored)" if report.dry_run else "")
     )
     for warning in report.skipped:
         console.print(f"  skipped {warning.where}: {warning.message}", highlight=False)
@@ -31,21 +32,26 @@ def print_report(report: library.ImportReport) -> None:
 def import_(
     ctx: typer.Context,
     paths: list[Path] = typer.Argument(..., help="Listing pages (.txt), CSV, JSON, RSS or Atom."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Report what would change; store nothing."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Import resources; duplicates merge, and a bad file stores nothing."""
+    """Import resources; duplicates merge, and a bad file stores nothing.
+
+    Every file is parsed before anything is written; then records merge in
+    committed chunks, so re-running an interrupted import finishes it.
+    """
     app_ctx = app_context(ctx)
     records, warnings = library.parse_files(paths)
-    report = library.ImportReport(skipped=warnings)
+    report = library.ImportReport(skipped=warnings, dry_run=dry_run)
     with progress_bar() as progress, app_ctx.db.session() as session:
         task = progress.add_task("importing", total=len(records))
         library.import_records(
-            records,
-            session=session,
-            topics=classify_topics(app_ctx.settings),
-            report=report,
-            advance=lambda: progress.advance(task),
-        )
+            records, session=session, topics=classify_topics(app_ctx.settings), report=report,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+            commit_chunks=True, dry_run=dry_run,
+        )  # fmt: skip
     if as_json:
         console.print_json(json.dumps(report.as_dict()))
     else:

@@ -12,7 +12,7 @@ from rich.table import Table
 from newsletter.cli.common import AppContext, app_context, console, progress_bar
 from newsletter.errors import ValidationError
 from newsletter.models.subscribers import SubscriberStatus, SuppressionReason
-from newsletter.subscribers import confirmation, service
+from newsletter.subscribers import confirmation, formats, service
 from newsletter.subscribers.confirmation import Addressee
 from newsletter.subscribers.csvio import ImportReport
 from newsletter.subscribers.store import CLI
@@ -87,23 +87,31 @@ def list_(
 
 
 def print_report(report: ImportReport) -> None:
-    """Counts, then every skipped row with its line number."""
+    """Counts, then every skipped row with its line number (the first few hundred of each)."""
+    would = "would have " if report.dry_run else ""
+    tool = "" if report.format == "native" else f"{report.format} export: "
     summary = (
-        f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
-        f"invalid {len(report.invalid)}, duplicate rows {len(report.duplicates)}, "
-        f"suppressed (skipped) {report.suppressed}"
+        f"{tool}{would}added {report.added}, updated {report.updated}, "
+        f"unchanged {report.unchanged}, invalid {report.count('invalid')}, "
+        f"duplicate rows {report.count('duplicates')}, suppressed (skipped) {report.suppressed}"
     )
     if report.suppressions_added:
         summary += f", suppressions imported {report.suppressions_added}"
     console.print(summary, highlight=False, soft_wrap=True)
-    for label, problems in (
-        ("invalid", report.invalid),
-        ("duplicate", report.duplicates),
-        ("warning", report.warnings),
-    ):
+    for label, kind in (("invalid", "invalid"), ("duplicate", "duplicates"),
+                        ("warning", "warnings")):  # fmt: skip
+        problems = getattr(report, kind)
         for problem in problems:
             line = f"  {label} line {problem.line}: {problem.message}"
             console.print(line, highlight=False, soft_wrap=True)
+        if report.count(kind) > len(problems):
+            console.print(f"  ... and {report.count(kind) - len(problems)} more {label} rows")
+    if report.unmatched_topics:
+        tags = ", ".join(f"{t} ({n})" for t, n in sorted(report.unmatched_topics.items()))
+        console.print(f"  tags with no matching topic (ignored): {tags}", highlight=False,
+                      soft_wrap=True)  # fmt: skip
+    if report.dry_run:
+        console.print("dry run: nothing was stored")
 
 
 @app.command("import")
@@ -116,17 +124,27 @@ def import_(
     consent_text: str | None = typer.Option(
         None, help="What these people agreed to, recorded on each consent event."
     ),
+    fmt: str | None = typer.Option(
+        None, "--format", help=f"Whose export this is: {formats.NAMES} (default: detected)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Report what would change; store nothing."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Import subscribers in one transaction; bad rows are reported, suppressed ones skipped."""
+    """Import subscribers (ours, or a Mailchimp/Substack/listmonk/Buttondown/Ghost export).
+
+    The whole file is checked first (a bad file stores nothing), then merged in
+    committed chunks; running it again after an interruption finishes the job.
+    """
     app_ctx = app_context(ctx)
     status = SubscriberStatus.PENDING if pending else SubscriberStatus.CONFIRMED
     with progress_bar() as progress, app_ctx.db.session() as session:
         task = progress.add_task("importing", total=None)
         report = service.import_csv(
             path, session=session, allowed_topics=_topics(app_ctx), status=status,
-            consent_text=consent_text, advance=lambda: progress.advance(task),
-            total=lambda n: progress.update(task, total=n),
+            consent_text=consent_text, fmt=fmt, dry_run=dry_run, commit_chunks=True,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
         )  # fmt: skip
     if as_json:
         console.print_json(json.dumps(report.as_dict()))

@@ -4,6 +4,7 @@ from newsletter.models.accounts import Role, User, UserSession
 from newsletter.models.base import Base, UTCDateTime, utcnow
 from newsletter.models.bounces import GuardBaseline, InboundKind, InboundMail
 from newsletter.models.issues import Issue, IssueItem, IssueSection, IssueStatus
+from newsletter.models.jobs import Job, JobState
 from newsletter.models.resources import Resource, ResourceTopic
 from newsletter.models.scheduling import Schedule, ScheduleRun
 from newsletter.models.sending import (
@@ -45,6 +46,8 @@ __all__ = [
     "IssueLink",
     "IssueSection",
     "IssueStatus",
+    "Job",
+    "JobState",
     "LinkClick",
     "Resource",
     "ResourceTopic",

@@ -78,6 +78,7 @@ def fold_text(text: str) -> str:
 _TITLE_END_CHARS = " .,;:!?`-*_~/\\|"
 
 
+@lru_cache(maxsize=65_536)  # an import asks for each record's key several times
 def normalise_title(title: str) -> str:
     """Return the dedupe key for a title: folded, casefolded, single-spaced, no end punctuation.
 
@@ -113,6 +114,7 @@ def _normalise_netloc(parts: SplitResult) -> str:
     return f"{userinfo}{at}{host}"
 
 
+@lru_cache(maxsize=65_536)
 def normalise_url(url: str) -> str:
     """Return the dedupe key for a URL; never raises (a malformed URL comes back stripped).
 
@@ -531,28 +533,60 @@ DEFAULT_TOPICS: tuple[Topic, ...] = (
 
 
 def _keyword_pattern(keyword: str) -> str:
-    """Whole-word pattern for one keyword; acronyms are made case-sensitive inline."""
+    """One keyword as a pattern; acronyms are made case-sensitive inline."""
     body = re.escape(fold_text(keyword)).replace(r"\ ", r"[\s-]+").replace(r"\-", r"[\s-]+")
-    if keyword.isupper():
-        body = f"(?-i:{body})"
-    return rf"(?<!\w)(?:{body})(?:e?s)?(?!\w)"
+    return f"(?-i:{body})" if keyword.isupper() else body
+
+
+@dataclass(frozen=True, slots=True)
+class _TopicMatcher:
+    """A topic's keyword alternation, and the words of which any match contains one.
+
+    The regex's look-behinds defeat the engine's own literal scan, so trying it
+    on every record costs tens of microseconds per topic.  Every match starts
+    with a keyword's first word as a whole word (followed by a space or hyphen),
+    or, for a one-word keyword, that word with its plural: so a record whose
+    words include none of ``words`` cannot match, and the regex only runs on
+    the few that might (what lets 200,000 rows classify in seconds).
+    """
+
+    regex: re.Pattern[str]
+    words: frozenset[str]
+
+    def search(self, folded: str, tokens: frozenset[str]) -> bool:
+        return not self.words.isdisjoint(tokens) and self.regex.search(folded) is not None
+
+
+_WORD_RE = re.compile(r"\w+")
+
+
+def _first_words(keyword: str) -> set[str]:
+    """The whole word a match of ``keyword`` begins with, lower-cased (plurals included)."""
+    match = _WORD_RE.search(fold_text(keyword).lower())
+    word = match.group(0) if match else ""
+    return {word, word + "s", word + "es"}
 
 
 @lru_cache(maxsize=256)
-def _topic_regex(keywords: tuple[str, ...]) -> re.Pattern[str] | None:
+def _topic_matcher(keywords: tuple[str, ...]) -> _TopicMatcher | None:
     """One compiled alternation per keyword tuple (cached: topics are matched per record)."""
     if not keywords:
         return None
-    return re.compile("|".join(_keyword_pattern(k) for k in keywords), re.IGNORECASE)
+    # whole words only, with an optional plural; the boundaries stand outside the
+    # alternation (backtracking still tries every keyword), about 5x faster than inside it
+    alternation = "|".join(_keyword_pattern(k) for k in keywords)
+    regex = re.compile(rf"(?<!\w)(?:{alternation})(?:e?s)?(?!\w)", re.IGNORECASE)
+    return _TopicMatcher(regex, frozenset().union(*(_first_words(k) for k in keywords)))
 
 
 def infer_topics(text: str, topics: Sequence[Topic]) -> tuple[str, ...]:
     """Names of the topics whose keywords occur in ``text``, in the order of ``topics``."""
     folded = fold_text(text)
+    tokens = frozenset(_WORD_RE.findall(folded.lower()))
     found: list[str] = []
     for topic in topics:
-        regex = _topic_regex(topic.keywords)
-        if regex is not None and regex.search(folded) and topic.name not in found:
+        matcher = _topic_matcher(topic.keywords)
+        if matcher is not None and topic.name not in found and matcher.search(folded, tokens):
             found.append(topic.name)
     return tuple(found)
 

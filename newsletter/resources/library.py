@@ -8,8 +8,7 @@ upload and any future API.
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.models import Resource, ResourceTopic
+from newsletter.resources import bulk
+from newsletter.resources.bulk import slugify as slugify  # re-exported: callers import it here
 from newsletter.resources.classify import (
     RESOURCE_TYPES,
     Topic,
@@ -30,7 +31,7 @@ from newsletter.resources.parsers import parse_file
 from newsletter.resources.records import ImportWarning, ResourceRecord
 
 # Fields copied from a record onto a row when the row lacks them.
-FILLABLE = ("source", "authors", "image_url", "image_alt", "image_credit", "call_to_action")
+FILLABLE = bulk.FILLABLE
 
 
 @dataclass
@@ -42,20 +43,20 @@ class ImportReport:
     unchanged: list[str] = field(default_factory=list)
     skipped: list[ImportWarning] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
+    dry_run: bool = False
+
+    def as_dict(self, titles: int = 0) -> dict[str, Any]:
+        """Counts and skipped fragments; with ``titles``, the first so many of each list too."""
+        data: dict[str, Any] = {
             "added": len(self.added),
             "merged": len(self.merged),
             "unchanged": len(self.unchanged),
             "skipped": [{"where": w.where, "reason": w.message} for w in self.skipped],
+            "dry_run": self.dry_run,
         }
-
-
-def slugify(title: str) -> str:
-    """A URL-safe, readable slug ("ESSA and Learning" -> "essa-and-learning")."""
-    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")
-    return slug[:80].rstrip("-") or "resource"
+        if titles:
+            data["titles"] = {"added": self.added[:titles], "merged": self.merged[:titles]}
+        return data
 
 
 def _unique_slug(title: str, *, session: Session) -> str:
@@ -90,41 +91,6 @@ def find_match(record: ResourceRecord, *, session: Session) -> Resource | None:
     return None
 
 
-def _better_summary(row: Resource, record: ResourceRecord) -> bool:
-    """A complete summary beats a truncated one; otherwise the longer one wins."""
-    if not record.summary:
-        return False
-    if row.summary_truncated != record.summary_truncated:
-        return row.summary_truncated
-    return len(record.summary) > len(row.summary)
-
-
-def _merge_into(row: Resource, record: ResourceRecord) -> bool:
-    """Copy what the record adds onto the row; True if anything changed."""
-    changed = False
-    if _better_summary(row, record):
-        row.summary, row.summary_truncated = record.summary, record.summary_truncated
-        changed = True
-    if record.url and row.url is None:
-        row.url, row.url_key = record.url, normalise_url(record.url)
-        changed = True
-    for name in FILLABLE:
-        value = getattr(record, name)
-        if value and not getattr(row, name):
-            setattr(row, name, value)
-            changed = True
-    if record.published and row.published_at is None:
-        row.published_at, changed = record.published, True
-    if record.type and not row.type and not row.type_locked:
-        row.type, changed = record.type, True
-    if not row.topics_locked:
-        merged = list(dict.fromkeys([*row.topics, *record.topics]))
-        if merged != row.topics:
-            row.set_topics(merged)
-            changed = True
-    return changed
-
-
 def _new_row(record: ResourceRecord, *, session: Session) -> Resource:
     row = Resource(
         slug=_unique_slug(record.title, session=session),
@@ -147,29 +113,25 @@ def _new_row(record: ResourceRecord, *, session: Session) -> Resource:
 
 
 def import_records(
-    records: Iterable[ResourceRecord],
+    records: Sequence[ResourceRecord],
     *,
     session: Session,
     topics: Sequence[Topic],
     report: ImportReport | None = None,
-    advance: Callable[[], None] | None = None,
+    progress: bulk.Progress | None = None,
+    commit_chunks: bool = False,
+    dry_run: bool = False,
 ) -> ImportReport:
-    """Classify and upsert records; the caller's transaction makes it all-or-nothing."""
+    """Classify and merge records in bulk (``bulk.Plan``), a chunk at a time.
+
+    By default everything stays in the caller's transaction; ``commit_chunks``
+    commits each chunk so a large import never holds the database for long
+    (re-running an interrupted one is idempotent); ``dry_run`` writes nothing.
+    """
     report = report or ImportReport()
-    for record in records:
-        record = classify(record, topics)
-        row = find_match(record, session=session)
-        if row is None:
-            _new_row(record, session=session)
-            session.flush()
-            report.added.append(record.title)
-        elif _merge_into(row, record):
-            session.flush()
-            report.merged.append(record.title)
-        else:
-            report.unchanged.append(record.title)
-        if advance:
-            advance()
+    plan = bulk.Plan(session=session, topics=topics, report=report, dry_run=dry_run,
+                     commit_chunks=commit_chunks, progress=progress)  # fmt: skip
+    plan.run(records)
     return report
 
 

@@ -29,6 +29,7 @@ from xml.parsers import expat
 
 import feedparser
 
+from newsletter.csvfiles import csv_error_message
 from newsletter.errors import ImportFormatError
 from newsletter.resources.classify import (
     RESOURCE_TYPES,
@@ -460,7 +461,8 @@ def _csv_rows(text: str, name: str) -> Iterator[tuple[int, list[str]]]:
             if any(cell.strip() for cell in row):
                 yield start, row
     except csv.Error as exc:
-        raise ImportFormatError(f"malformed CSV: {exc}", where=_at(name, reader.line_num)) from None
+        where = _at(name, reader.line_num)
+        raise ImportFormatError(csv_error_message(exc), where=where) from None
 
 
 @_storable

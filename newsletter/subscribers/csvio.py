@@ -1,11 +1,14 @@
 """CSV import and export of subscribers, suppressions included.
 
 Columns are found by header, whatever the spreadsheet called them (``E-mail``,
-``Email Address``, ``Full name``, ``First name`` + ``Last name``, ``Topics``).
-An import is one transaction in the caller's session: a bad row is reported
-with its line number and skipped, a suppressed address is skipped and counted,
-an existing subscriber is updated, and a repeated row merges into the first, so
-importing the same file twice changes nothing.
+``Email Address``, ``Full name``, ``First name`` + ``Last name``, ``Topics``),
+and exports of other tools (Mailchimp, Substack, listmonk, Buttondown, Ghost:
+``formats``) are recognised from theirs.  The whole file is read and checked
+before anything is written (a malformed file stores nothing); then ``bulk``
+merges it a chunk at a time.  A bad row is reported with its line number and
+skipped, a suppressed address is skipped and counted, an existing subscriber
+is updated, and a repeated row merges into the first, so importing the same
+file twice changes nothing.
 
 Exports neutralise spreadsheet formulas (a name such as ``=HYPERLINK(...)``
 typed into the public form) with a leading apostrophe, which import removes.
@@ -14,9 +17,8 @@ typed into the public form) with a leading apostrophe, which import removes.
 from __future__ import annotations
 
 import csv
-import io
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,38 +27,28 @@ from typing import Any, TextIO
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from newsletter.csvfiles import csv_error_message
 from newsletter.errors import ImportFormatError, ValidationError
-from newsletter.models.base import utcnow
 from newsletter.models.subscribers import (
-    ConsentKind,
     Subscriber,
     SubscriberStatus,
     Suppression,
     SuppressionReason,
 )
-from newsletter.subscribers import store
-from newsletter.subscribers import suppression as suppression_list
+from newsletter.subscribers import bulk, formats, store
 from newsletter.subscribers.addresses import hash_normalised, normalise_email
+from newsletter.subscribers.bulk import Progress
+from newsletter.subscribers.ips import masked_ip
 from newsletter.subscribers.store import Actor
 
 COLUMNS = (
     "email", "name", "status", "topics", "created_at", "confirmed_at",
     "unsubscribed_at", "paused_until", "suppressed", "email_hash",
 )  # fmt: skip
-ALIASES = {
-    "email": {"email", "e-mail", "email address", "e-mail address", "address", "mail"},
-    "name": {"name", "full name", "fullname", "display name", "contact name", "subscriber"},
-    "first_name": {"first name", "firstname", "given name", "forename"},
-    "last_name": {"last name", "lastname", "surname", "family name"},
-    "topics": {"topics", "topic", "interests", "categories"},
-    "status": {"status"},
-    "suppressed": {"suppressed", "suppression"},
-    "email_hash": {"email hash", "hash"},
-}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _TOPIC_SPLIT = re.compile(r"[;|,]")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_FLUSH_EVERY = 500
+MAX_LISTED = 500  # problems listed per kind in a report (all are counted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +67,28 @@ class ImportReport:
     invalid: list[RowProblem] = field(default_factory=list)
     duplicates: list[RowProblem] = field(default_factory=list)
     warnings: list[RowProblem] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # problems of each kind, all of them
+    unmatched_topics: dict[str, int] = field(default_factory=dict)  # tool tags -> rows
+    format: str = "native"
+    dry_run: bool = False
+
+    def note(self, kind: str, line: int, message: str) -> None:
+        """Count a problem; list it while fewer than ``MAX_LISTED`` of its kind are listed."""
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        listed: list[RowProblem] = getattr(self, kind)
+        if len(listed) < MAX_LISTED:
+            listed.append(RowProblem(line, message))
+
+    def count(self, kind: str) -> int:
+        return self.counts.get(kind, len(getattr(self, kind)))
 
     def as_dict(self) -> dict[str, Any]:
         def lines(items: list[RowProblem]) -> list[dict[str, Any]]:
             return [{"line": p.line, "message": p.message} for p in items]
 
         return {
+            "format": self.format,
+            "dry_run": self.dry_run,
             "added": self.added,
             "updated": self.updated,
             "unchanged": self.unchanged,
@@ -89,75 +97,138 @@ class ImportReport:
             "invalid": lines(self.invalid),
             "duplicates": lines(self.duplicates),
             "warnings": lines(self.warnings),
+            "counts": {k: self.count(k) for k in ("invalid", "duplicates", "warnings")},
+            "unmatched_topics": dict(sorted(self.unmatched_topics.items())),
         }
 
 
-@dataclass
-class _Row:
-    """One usable CSV row, validated and normalised."""
+@dataclass(slots=True)
+class Row:
+    """One usable subscriber row, validated and normalised."""
 
     line: int
     email: str
+    email_hash: str
     name: str | None
     topics: list[str] | None  # None: the file says nothing about topics
     status: SubscriberStatus
+    opted_in_at: datetime | None = None  # the original tool's times and IP, when it kept them
+    confirmed_at: datetime | None = None
+    opt_in_ip: str | None = None  # masked (never the address in clear)
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A row that carries a suppression: the address is never to be mailed or re-added."""
+
+    line: int
+    email_hash: str
+    reason: SuppressionReason
+    note: str = ""
+    at: datetime | None = None
+
+
+@dataclass
+class Parsed:
+    """A whole file, read and validated before anything is written."""
+
+    format: formats.Format
+    rows: list[Row] = field(default_factory=list)
+    held: list[Held] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- reading
 
 
-def _read_text(path: Path) -> str:
+def _open(path: Path) -> TextIO:
     try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ImportFormatError(f"not UTF-8 text (byte {exc.start})", where=str(path)) from None
+        return path.open(encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise ImportFormatError(f"cannot read: {exc.strerror or exc}", where=str(path)) from None
 
 
-def _delimiter(text: str) -> str:
+def _delimiter(header: str) -> str:
     """Comma, semicolon (European spreadsheets) or tab, judged from the header line."""
-    header = text.split("\n", 1)[0]
     return max(",;\t", key=header.count)
 
 
-def _map_header(header: Sequence[str]) -> dict[str, int]:
-    """Our field name -> column index, from whatever the spreadsheet called the columns."""
-    found: dict[str, int] = {}
-    for index, raw in enumerate(header):
-        label = " ".join(raw.strip().lower().replace("_", " ").split())
-        for key, names in ALIASES.items():
-            if label in names and key not in found:
-                found[key] = index
-    return found
+def _first_undecodable_line(path: Path) -> int | None:
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
 
 
-def _records(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, {field: cell}) for each data row; ``ImportFormatError`` for a bad file."""
-    text = _read_text(path)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
-    header = next(reader, None)
-    if not header:
+def _csv_problem(exc: Exception, path: Path, line: int) -> ImportFormatError:
+    """A reading error as one line naming the place (never csv's own traceback)."""
+    if isinstance(exc, UnicodeDecodeError):  # decoded ahead in blocks: find the line itself
+        where = f"{path}:{_first_undecodable_line(path) or line}"
+        return ImportFormatError("not UTF-8 text (save the file as UTF-8)", where=where)
+    if isinstance(exc, OSError):
+        return ImportFormatError(f"cannot read: {exc.strerror or exc}", where=str(path))
+    assert isinstance(exc, csv.Error)
+    return ImportFormatError(csv_error_message(exc), where=f"{path}:{line}")
+
+
+def _records(
+    path: Path, forced: str | None = None
+) -> tuple[formats.Format, set[str], Iterator[tuple[int, dict[str, str]]]]:
+    """The file's format, its header labels and its (line, {field: cell}) rows."""
+    handle = _open(path)
+    try:
+        fmt, labels, columns, reader = _header(handle, path, forced)
+    except BaseException:
+        handle.close()
+        raise
+    return fmt, labels, _rows(handle, reader, columns, path)
+
+
+def _header(
+    handle: TextIO, path: Path, forced: str | None
+) -> tuple[formats.Format, set[str], dict[str, int], Any]:
+    """Read the header row, detect (or check) the format and find our columns."""
+    try:
+        header_line = handle.readline()
+        handle.seek(0)
+        reader = csv.reader(handle, delimiter=_delimiter(header_line))
+        header = next(reader, None)
+    except (csv.Error, UnicodeDecodeError, OSError) as exc:
+        raise _csv_problem(exc, path, 1) from None
+    if not header or not any(h.strip() for h in header):
         raise ImportFormatError("empty file (no header row)", where=str(path))
-    columns = _map_header(header)
+    fmt = formats.detect(header, forced)
+    labels = {formats.label(h) for h in header}
+    if forced and fmt is not formats.NATIVE and not fmt.detect(labels):
+        raise ImportFormatError(
+            f"the header is not that of a {fmt.title} export", where=f"{path}:1"
+        )
+    columns = fmt.map_header(header)
     if "email" not in columns and "email_hash" not in columns:
         raise ImportFormatError(
             "no email column (expected a header such as email, e-mail or address)",
             where=f"{path}:1",
         )
-    while True:
-        line = reader.line_num + 1
-        try:
-            cells = next(reader, None)
-        except csv.Error as exc:
-            raise ImportFormatError(f"malformed CSV: {exc}", where=f"{path}:{line}") from None
-        if cells is None:
-            return
-        if any(cell.strip() for cell in cells):
-            yield (
-                line,
-                {key: _unguard(cells[i]) if i < len(cells) else "" for key, i in columns.items()},
-            )
+    return fmt, labels, columns, reader
+
+
+def _rows(
+    handle: TextIO, reader: Any, columns: dict[str, int], path: Path
+) -> Iterator[tuple[int, dict[str, str]]]:
+    with handle:
+        while True:
+            line = reader.line_num + 1
+            try:
+                cells = next(reader, None)
+            except (csv.Error, UnicodeDecodeError, OSError) as exc:
+                raise _csv_problem(exc, path, line) from None
+            if cells is None:
+                return
+            if any(cell.strip() for cell in cells):
+                width = len(cells)
+                yield line, {k: _unguard(cells[i]) if i < width else "" for k, i in columns.items()}
 
 
 def _unguard(cell: str) -> str:
@@ -177,34 +248,117 @@ def _name(cells: dict[str, str]) -> str | None:
     return store.clean_name(" ".join(p for p in parts if p.strip()))
 
 
-def _topics(
-    raw: str | None, allowed: Sequence[str], line: int, report: ImportReport
-) -> list[str] | None:
-    if raw is None or not raw.strip():
-        return None
-    chosen: list[str] = []
-    for topic in (t.strip() for t in _TOPIC_SPLIT.split(raw)):
-        if not topic:
-            continue
-        try:
-            chosen.extend(store.clean_topics([topic], allowed))
-        except ValidationError as exc:
-            report.warnings.append(RowProblem(line, f"{exc.message} ignored"))
-    return list(dict.fromkeys(chosen))
+@dataclass
+class _Reader:
+    """Turns each record of one file into a ``Row`` or a ``Held``, reporting the rest."""
+
+    fmt: formats.Format
+    allowed: dict[str, str]  # casefolded topic -> its configured spelling
+    default_status: SubscriberStatus
+    report: ImportReport
+    header: set[str]  # the file's column labels (Mailchimp's tell its status)
+
+    def topics(self, raw: str | None, line: int) -> list[str] | None:
+        if raw is None or not raw.strip():
+            return None
+        native = self.fmt is formats.NATIVE
+        names = _TOPIC_SPLIT.split(raw) if native else formats.split_tags(raw)
+        chosen: list[str] = []
+        for topic in (t.strip() for t in names):
+            if not topic:
+                continue
+            known = self.allowed.get(topic.casefold())
+            if known is not None:
+                chosen.append(known)
+            elif native:
+                self.report.note("warnings", line, f"unknown topic {topic[:100]!r} ignored")
+            else:  # a tool's tag or label that is not one of our topics: counted, not per row
+                key = topic[:100]
+                self.report.unmatched_topics[key] = self.report.unmatched_topics.get(key, 0) + 1
+        return list(dict.fromkeys(chosen))
+
+    def read(self, line: int, cells: dict[str, str]) -> Row | Held:
+        """``ValidationError`` for a row that cannot be imported."""
+        if cells.get("suppressed", "").strip():
+            return _held_from_export(line, cells)
+        disposition = self.fmt.disposition(cells, self.header)
+        email = normalise_email(cells.get("email", ""))
+        if disposition.reason is not None:
+            at = formats.parse_time(cells.get("ended_at", ""))
+            return Held(line, hash_normalised(email), disposition.reason, disposition.note, at)
+        if disposition.status is None and self.fmt is not formats.NATIVE:
+            raise ValidationError(f"unknown {self.fmt.title} status {disposition.note!r}")
+        status = disposition.status or self.default_status
+        opted_in = formats.parse_time(cells.get("optin_time", ""))
+        confirmed = formats.parse_time(cells.get("confirm_time", "")) or (
+            opted_in if status is SubscriberStatus.CONFIRMED else None
+        )
+        ip = masked_ip(cells.get("confirm_ip") or cells.get("optin_ip"))
+        return Row(
+            line, email, hash_normalised(email), _name(cells),
+            self.topics(cells.get("topics"), line), status, opted_in, confirmed, ip,
+        )  # fmt: skip
 
 
-def _status(raw: str, default: SubscriberStatus) -> SubscriberStatus:
-    value = raw.strip().lower()
-    if value in (SubscriberStatus.PENDING, SubscriberStatus.CONFIRMED):
-        return SubscriberStatus(value)
-    return default
+def _held_from_export(line: int, cells: dict[str, str]) -> Held:
+    """A row of our own export that carries a suppression: keep honouring it here."""
+    try:
+        reason = SuppressionReason(cells["suppressed"].strip().lower())
+    except ValueError:
+        raise ValidationError("unknown suppression reason") from None
+    raw_hash = cells.get("email_hash", "").strip().lower()
+    if cells.get("email", "").strip():
+        email_hash = hash_normalised(normalise_email(cells["email"]))
+    elif _HEX64.fullmatch(raw_hash):
+        email_hash = raw_hash
+    else:
+        raise ValidationError("suppression row without an email or a valid email_hash")
+    return Held(line, email_hash, reason, "imported")
 
 
-def _merge(first: _Row, later: _Row) -> None:
+def _merge(first: Row, later: Row) -> None:
     """A repeated address: keep the first row, filling gaps and adding topics from the later."""
     first.name = first.name or later.name
     if later.topics is not None:
         first.topics = list(dict.fromkeys([*(first.topics or []), *later.topics]))
+
+
+def parse(
+    path: Path,
+    *,
+    allowed_topics: Sequence[str],
+    status: SubscriberStatus = SubscriberStatus.CONFIRMED,
+    fmt: str | None = None,
+    report: ImportReport | None = None,
+) -> tuple[Parsed, ImportReport]:
+    """Read and check the whole file; ``ImportFormatError`` (nothing stored) for a bad one."""
+    report = report or ImportReport()
+    detected, header, records = _records(path, fmt)
+    report.format = detected.name
+    known = {name for names in detected.columns.values() for name in names}
+    unknown = sorted(h for h in header - known if h)
+    if unknown and detected is formats.NATIVE:  # a tool's extra columns are expected
+        report.note("warnings", 1, f"ignored unknown column(s): {', '.join(unknown)[:300]}")
+    allowed = {t.casefold(): t for t in allowed_topics}
+    reader = _Reader(detected, allowed, status, report, header)
+    parsed = Parsed(detected)
+    rows: dict[str, Row] = {}
+    held: dict[str, Held] = {}
+    for line, cells in records:
+        try:
+            item = reader.read(line, cells)
+        except ValidationError as exc:
+            report.note("invalid", line, exc.message)
+            continue
+        if isinstance(item, Held):
+            held.setdefault(item.email_hash, item)
+        elif item.email in rows:
+            report.note("duplicates", line, f"repeats line {rows[item.email].line}")
+            _merge(rows[item.email], item)
+        else:
+            rows[item.email] = item
+    parsed.rows, parsed.held = list(rows.values()), list(held.values())
+    return parsed, report
 
 
 # ---------------------------------------------------------------- importing
@@ -218,136 +372,30 @@ def import_csv(
     status: SubscriberStatus = SubscriberStatus.CONFIRMED,
     consent_text: str | None = None,
     actor: Actor | None = None,
-    advance: Callable[[], None] | None = None,
-    total: Callable[[int], None] | None = None,
+    fmt: str | None = None,
+    dry_run: bool = False,
+    commit_chunks: bool = False,
+    progress: Progress | None = None,
 ) -> ImportReport:
-    """Import subscribers from a CSV file into the caller's transaction."""
+    """Import subscribers from a CSV file (ours, or another tool's export).
+
+    The whole file is read and checked first, so a malformed file stores
+    nothing; then rows are merged in bulk, a chunk at a time.  By default the
+    chunks stay in the caller's transaction; ``commit_chunks`` commits each one
+    (the CLI and the admin do, so the database is never held for long; a
+    re-run after a crash is idempotent).  ``dry_run`` reports what would change
+    and writes nothing.
+    """
     actor = actor or Actor(source=f"csv:{path}")
-    report = ImportReport()
-    rows = _collect(path, allowed_topics, status, session=session, report=report)
-    if total is not None:
-        total(len(rows))
-    held = suppression_list.suppressed_hashes(
-        (hash_normalised(r.email) for r in rows), session=session
-    )
-    existing = store.by_emails([r.email for r in rows], session=session)
-    context = _Apply(session, actor, consent_text, report)
-    for count, row in enumerate(rows, 1):
-        if hash_normalised(row.email) in held:
-            report.suppressed += 1
-        elif row.email in existing:
-            context.update(existing[row.email], row)
-        else:
-            context.add(row)
-        if count % _FLUSH_EVERY == 0:
-            session.flush()
-        if advance is not None:
-            advance()
-    session.flush()
+    parsed, report = parse(path, allowed_topics=allowed_topics, status=status, fmt=fmt)
+    report.dry_run = dry_run
+    plan = bulk.Plan(
+        session=session, actor=actor, consent_text=consent_text, report=report,
+        tool=None if parsed.format is formats.NATIVE else parsed.format.name,
+        dry_run=dry_run, commit_chunks=commit_chunks, progress=progress,
+    )  # fmt: skip
+    plan.run(parsed.rows, parsed.held)
     return report
-
-
-def _collect(
-    path: Path,
-    allowed: Sequence[str],
-    default_status: SubscriberStatus,
-    *,
-    session: Session,
-    report: ImportReport,
-) -> list[_Row]:
-    """Valid, de-duplicated rows; bad rows and suppression rows are dealt with here."""
-    rows: dict[str, _Row] = {}
-    for line, cells in _records(path):
-        if cells.get("suppressed", "").strip():
-            _import_suppression(line, cells, session=session, report=report)
-            continue
-        try:
-            email = normalise_email(cells.get("email", ""))
-            row = _Row(
-                line, email, _name(cells), _topics(cells.get("topics"), allowed, line, report),
-                _status(cells.get("status", ""), default_status),
-            )  # fmt: skip
-        except ValidationError as exc:
-            report.invalid.append(RowProblem(line, exc.message))
-            continue
-        if email in rows:
-            report.duplicates.append(RowProblem(line, f"repeats line {rows[email].line}"))
-            _merge(rows[email], row)
-        else:
-            rows[email] = row
-    return list(rows.values())
-
-
-def _import_suppression(
-    line: int, cells: dict[str, str], *, session: Session, report: ImportReport
-) -> None:
-    """A row from an export that carries a suppression: keep honouring it here."""
-    try:
-        reason = SuppressionReason(cells["suppressed"].strip().lower())
-        raw_hash = cells.get("email_hash", "").strip().lower()
-        if cells.get("email", "").strip():
-            email_hash = hash_normalised(normalise_email(cells["email"]))
-        elif _HEX64.fullmatch(raw_hash):
-            email_hash = raw_hash
-        else:
-            raise ValidationError("suppression row without an email or a valid email_hash")
-    except (ValueError, ValidationError) as exc:
-        message = exc.message if isinstance(exc, ValidationError) else "unknown suppression reason"
-        report.invalid.append(RowProblem(line, message))
-        return
-    suppression_list.suppress_hash(
-        email_hash, reason, session=session, note=f"imported (line {line})"
-    )
-    report.suppressions_added += 1
-
-
-@dataclass
-class _Apply:
-    """Adds and updates rows, recording one consent event per change."""
-
-    session: Session
-    actor: Actor
-    consent_text: str | None
-    report: ImportReport
-    now: datetime = field(default_factory=utcnow)
-
-    def add(self, row: _Row) -> None:
-        subscriber = Subscriber(
-            email=row.email, email_hash=hash_normalised(row.email), name=row.name,
-            status=row.status.value, created_at=self.now, soft_bounces=0,
-            confirmed_at=self.now if row.status is SubscriberStatus.CONFIRMED else None,
-        )  # fmt: skip
-        subscriber.set_topics(row.topics or [])
-        self.session.add(subscriber)
-        self.session.flush()
-        self._event(subscriber, {"added": True, "status": row.status.value, "topics": row.topics})
-        self.report.added += 1
-
-    def update(self, subscriber: Subscriber, row: _Row) -> None:
-        changed: list[str] = []
-        if row.name and row.name != subscriber.name:
-            subscriber.name = row.name
-            changed.append("name")
-        if row.topics is not None and sorted(row.topics) != sorted(subscriber.topics):
-            subscriber.set_topics(row.topics)
-            changed.append("topics")
-        promote = row.status is SubscriberStatus.CONFIRMED
-        if promote and subscriber.status == SubscriberStatus.PENDING:
-            subscriber.status = SubscriberStatus.CONFIRMED.value
-            subscriber.confirmed_at = self.now
-            changed.append("status")
-        if not changed:
-            self.report.unchanged += 1
-            return
-        # the trail records which fields changed, and the topics (not personal data)
-        self._event(subscriber, {"updated": changed, "topics": subscriber.topics})
-        self.report.updated += 1
-
-    def _event(self, subscriber: Subscriber, detail: dict[str, Any]) -> None:
-        store.record(
-            self.session, ConsentKind.IMPORT, actor=self.actor, email_hash=subscriber.email_hash,
-            subscriber=subscriber, consent_text=self.consent_text, detail=detail, now=self.now,
-        )  # fmt: skip
 
 
 # ---------------------------------------------------------------- exporting

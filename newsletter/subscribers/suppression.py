@@ -106,13 +106,18 @@ def suppress_hash(
     values: dict[str, object] = {"status": status.value}
     if status is SubscriberStatus.UNSUBSCRIBED:
         values["unsubscribed_at"] = now
-    below = [s.value for s in _ORDER[: _ORDER.index(status)]]
+    below = statuses_below(status)
     session.execute(
         update(Subscriber)
         .where(Subscriber.email_hash == email_hash, Subscriber.status.in_(below))
         .values(**values)
         .execution_options(synchronize_session="fetch")
     )
+
+
+def statuses_below(status: SubscriberStatus) -> list[str]:
+    """The statuses a suppression with this status may replace (a status only moves up)."""
+    return [s.value for s in _ORDER[: _ORDER.index(status)]]
 
 
 def lift(email_hash: str, *, session: Session) -> None:

@@ -23,6 +23,7 @@ from newsletter.tracking import webhooks
 from newsletter.tracking.recorder import Drainer, Recorder
 from newsletter.transports import Messenger
 from newsletter.web import api, archive, errors, public, redirects
+from newsletter.web.bodylimit import BodyLimit
 from newsletter.web.context import WebContext
 from newsletter.web.limits import RateLimits, SlidingWindowLimiter
 from newsletter.web.security import SecurityHeaders
@@ -77,6 +78,10 @@ def create_app(
     app.state.templates = build_templates(settings)
     app.state.recorder = recorder
     app.router.routes.extend(redirects.ROUTES)
+    app.add_middleware(
+        BodyLimit, default=settings.request_max_bytes, uploads=settings.import_max_bytes,
+        upload_paths=admin.UPLOAD_PATHS,
+    )  # fmt: skip
     app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
     errors.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

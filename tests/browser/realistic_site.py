@@ -116,6 +116,21 @@ def _issue_43() -> Any:
     )  # fmt: skip
 
 
+def _finished_import_job(session: Any, seeds: Path) -> int:
+    """An editor's library import that finished: its page shows the report."""
+    from newsletter import jobs
+    from newsletter.models.jobs import JobState
+    from newsletter.resources import library
+
+    records, warnings = library.parse_files(sorted(seeds.glob("*.txt")))
+    report = library.ImportReport(skipped=warnings, unchanged=[r.title for r in records])
+    job = jobs.create(session, kind="import:resources", owner=EDITOR, label="library.txt")
+    job.state, job.total, job.done = JobState.DONE, len(records), len(records)
+    job.report = {"type": "resources", **report.as_dict(titles=200)}
+    session.flush()
+    return int(job.id)
+
+
 def populate(db: Database, settings: Settings, seeds: Path) -> dict[str, Any]:
     """Everything the pages show; returns the ids and subscribers the routes need."""
     with db.session() as session:
@@ -150,8 +165,9 @@ def populate(db: Database, settings: Settings, seeds: Path) -> dict[str, Any]:
             "preferences": links.preferences_url(settings, ann),
             "unsubscribe": links.unsubscribe_url(settings, ann),
         }
+        job = _finished_import_job(session, seeds)
         ids = {"campaign_id": sent, "scheduled_id": scheduled, "subscriber_id": ann.id,
-               "resource_id": resource or 1}  # fmt: skip
+               "resource_id": resource or 1, "job_id": job}  # fmt: skip
     return {"ids": ids, "tokens": tokens}
 
 

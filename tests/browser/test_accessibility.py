@@ -58,6 +58,7 @@ NOT_PAGES = {
     "/archive/feed.xml": "RSS (tests/test_archive.py)",
     "/admin/api/resources": "JSON",
     "/admin/api/campaigns/{campaign_id:int}/progress": "JSON, polled by the campaign page",
+    "/admin/api/jobs/{job_id:int}": "JSON, polled by the import job page",
     "/admin/issues/{number:int}/picker": "a fragment of the editor, checked inside it",
     "/admin/issues/{number:int}/preview": "the email itself: checked as the email below",
     "/admin/issues/{number:int}/preview.txt": "plain text",

@@ -290,3 +290,27 @@ def subscriber_page(page: Any, site: Site, shots: Path) -> None:
     for name in ("campaigns", "issues", "settings", "library/import"):
         page.goto(f"{site.url}/admin/{name}")
         snap(page, shots, "5-" + name.replace("/", "-"), phone=False)
+
+
+def test_subscriber_import_runs_in_the_background_with_a_live_progress_bar(
+    site: Site, page: Any, shots: Path, tmp_path: Path
+) -> None:
+    """The upload answers at once; the job page's script follows the job and shows the report."""
+    rows = 30_000
+    upload = tmp_path / "big-list.csv"
+    upload.write_text(
+        "email,name\n" + "".join(f"bulk{n}@example.org,Reader {n}\n" for n in range(rows)),
+        encoding="utf-8",
+    )
+    sign_in(page, site, "admin@example.org")
+    page.goto(site.url + "/admin/subscribers")
+    page.get_by_label("CSV file").set_input_files(str(upload))
+    page.locator("form[action='/admin/subscribers/import'] button[type=submit]").click()
+    page.wait_for_url("**/admin/jobs/*")
+    first_state = page.locator("[data-job-url]").get_attribute("data-state")
+    assert first_state in ("queued", "running")  # so only the script can bring the report
+    snap(page, shots, "6-import-progress", phone=False)
+    page.wait_for_selector("h2:has-text('Import report')", timeout=120_000)
+    assert f"Added {rows}, updated 0" in page.locator("#main").inner_text()
+    assert page.locator("progress").get_attribute("value") == str(rows)
+    snap(page, shots, "6-import-report")

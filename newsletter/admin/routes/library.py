@@ -8,6 +8,7 @@ nothing from a bad file exactly as ``newsletter resources import`` does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -16,13 +17,14 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import distinct, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from newsletter.admin import uploads
 from newsletter.admin.access import Editor, editor_router, page
 from newsletter.admin.paging import paging
+from newsletter.admin.routes import jobs
 from newsletter.config import classify_topics
 from newsletter.errors import NewsletterError, ValidationError
+from newsletter.jobs import Reporter
 from newsletter.models import Resource, ResourceTopic
 from newsletter.render.markup import url_problem
 from newsletter.resources import library
@@ -181,34 +183,36 @@ def _save(request: Request, ctx: WebContext, resource_id: int, values: dict[str,
 
 @router.get("/library/import")
 def import_form(request: Request, identity: Editor) -> Response:
-    return page(request, "library/import.html.j2", report=None)
+    return page(request, "library/import.html.j2")
 
 
 @router.post("/library/import")
 async def import_upload(request: Request, ctx: Ctx, identity: Editor) -> Response:
-    """Parse every file first (one bad file stores nothing), then merge in one transaction."""
+    """Start a background import: every file parsed first (one bad file stores nothing)."""
     files, _fields = await uploads.form_upload(request)
     try:
-        report = await run_in_threadpool(_import_files, ctx, files)
+        return await run_in_threadpool(
+            jobs.start, request, ctx, identity, kind="import:resources", files=files,
+            work=lambda items: partial(_import_files, ctx, items),
+        )  # fmt: skip
     except NewsletterError as exc:
-        return page(request, "library/import.html.j2", 422, report=None, error=str(exc))
-    return page(request, "library/import.html.j2", report=report, notice="Imported.")
+        return page(request, "library/import.html.j2", 422, error=str(exc))
 
 
-def _import_files(ctx: WebContext, files: list[UploadFile]) -> library.ImportReport:
-    with uploads.saved(files) as items:
-        try:
-            records, warnings = library.parse_files([item.path for item in items])
-        except NewsletterError as exc:
-            raise ValidationError(
-                f"nothing was imported: {uploads.shown(str(exc), items)}"
-            ) from None
-        report = library.ImportReport(skipped=warnings)
-        with ctx.db.session() as session:
-            library.import_records(
-                records, session=session, topics=classify_topics(ctx.settings), report=report
-            )
-        report.skipped = [
-            ImportWarning(uploads.shown(w.where, items), w.message) for w in report.skipped
-        ]
-    return report
+def _import_files(
+    ctx: WebContext, items: list[uploads.Saved], reporter: Reporter
+) -> dict[str, Any]:
+    try:
+        records, warnings = library.parse_files([item.path for item in items])
+    except NewsletterError as exc:
+        raise ValidationError(f"nothing was imported: {uploads.shown(str(exc), items)}") from None
+    report = library.ImportReport(skipped=warnings)
+    with ctx.db.session() as session:
+        library.import_records(
+            records, session=session, topics=classify_topics(ctx.settings), report=report,
+            progress=reporter.progress, commit_chunks=True,
+        )  # fmt: skip
+    report.skipped = [
+        ImportWarning(uploads.shown(w.where, items), w.message) for w in report.skipped
+    ]
+    return {"type": "resources", **report.as_dict(titles=200)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
 from fastapi import Form, Query, Request
@@ -15,13 +16,14 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from newsletter.admin import reports, uploads
 from newsletter.admin.access import Admin, admin_router, page
 from newsletter.admin.auth import Identity
 from newsletter.admin.paging import paging
-from newsletter.errors import NewsletterError, NotFoundError, ValidationError
+from newsletter.admin.routes import jobs
+from newsletter.errors import ImportFormatError, NotFoundError, ValidationError
+from newsletter.jobs import Reporter
 from newsletter.models import (
     Campaign,
     ConsentEvent,
@@ -30,7 +32,7 @@ from newsletter.models import (
     SubscriberStatus,
     SuppressionReason,
 )
-from newsletter.subscribers import service
+from newsletter.subscribers import formats, service
 from newsletter.subscribers import suppression as suppression_list
 from newsletter.subscribers.store import Actor
 from newsletter.web.context import Client, Ctx, WebContext
@@ -65,9 +67,9 @@ def subscribers_page(
 
 def _list(
     request: Request, ctx: WebContext, *, q: str = "", status: str = "", number: int = 1,
-    report: dict[str, object] | None = None, error: str | None = None, status_code: int = 200,
+    error: str | None = None, status_code: int = 200,
 ) -> Response:  # fmt: skip
-    """The searchable list, with counts by status (and an import's report after an upload)."""
+    """The searchable list, with counts by status."""
     query = select(Subscriber)
     if q.strip():
         query = query.where(reports.search_filter(q))
@@ -82,9 +84,8 @@ def _list(
         counts = select(Subscriber.status, func.count()).group_by(Subscriber.status)
         return page(
             request, "subscribers/list.html.j2", status_code, rows=rows, pages=pages, q=q,
-            status=status, statuses=[s.value for s in SubscriberStatus], report=report,
+            status=status, statuses=[s.value for s in SubscriberStatus],
             by_status=dict(session.execute(counts).tuples().all()), error=error,
-            **({"notice": "Imported."} if report else {}),
         )  # fmt: skip
 
 
@@ -171,19 +172,25 @@ def export(ctx: Ctx, identity: Admin) -> Response:
 
 @router.post("/subscribers/import")
 async def import_csv(request: Request, ctx: Ctx, identity: Admin) -> Response:
-    """One transaction: bad rows are reported and skipped, a bad file stores nothing."""
+    """Start a background import (or a preview that stores nothing) and show its progress."""
     files, fields = await uploads.form_upload(request)
     pending = fields.get("status") == SubscriberStatus.PENDING.value
     options = ImportOptions(
         status=SubscriberStatus.PENDING if pending else SubscriberStatus.CONFIRMED,
         consent_text=fields.get("consent_text", "").strip()[:2000] or None,
         actor=actor(request, identity),
+        fmt=fields.get("format", "").strip() or None,
+        dry_run=fields.get("preview") == "1",
     )
     try:
-        report = await run_in_threadpool(_import_file, ctx, files[:1], options)
+        if options.fmt and options.fmt not in formats.FORMATS:
+            raise ValidationError(f"unknown import format {options.fmt!r}")
+        return await run_in_threadpool(
+            jobs.start, request, ctx, identity, kind="import:subscribers", files=files[:1],
+            work=lambda items: partial(_import_file, ctx, items, options),
+        )  # fmt: skip
     except ValidationError as exc:
         return await run_in_threadpool(_list, request, ctx, error=exc.message, status_code=422)
-    return await run_in_threadpool(_list, request, ctx, report=report)
 
 
 @dataclass(frozen=True)
@@ -191,20 +198,22 @@ class ImportOptions:
     status: SubscriberStatus
     consent_text: str | None
     actor: Actor
+    fmt: str | None = None
+    dry_run: bool = False
 
 
 def _import_file(
-    ctx: WebContext, files: list[UploadFile], options: ImportOptions
+    ctx: WebContext, items: list[uploads.Saved], options: ImportOptions, reporter: Reporter
 ) -> dict[str, object]:
-    with uploads.saved(files) as items:
-        try:
-            with ctx.db.session() as session:
-                report = service.import_csv(
-                    items[0].path, session=session, allowed_topics=ctx.topics,
-                    status=options.status, consent_text=options.consent_text,
-                    actor=options.actor,
-                )  # fmt: skip
-        except NewsletterError as exc:
-            message = f"nothing was imported: {uploads.shown(str(exc), items)}"
-            raise ValidationError(message) from None
-    return report.as_dict()
+    try:
+        with ctx.db.session() as session:
+            report = service.import_csv(
+                items[0].path, session=session, allowed_topics=ctx.topics,
+                status=options.status, consent_text=options.consent_text,
+                actor=options.actor, fmt=options.fmt, dry_run=options.dry_run,
+                commit_chunks=True, progress=reporter.progress,
+            )  # fmt: skip
+    except ImportFormatError as exc:
+        message = f"nothing was imported: {uploads.shown(str(exc), items)}"
+        raise ValidationError(message) from None
+    return {"type": "subscribers", **report.as_dict()}

@@ -8,6 +8,7 @@
  *  - [data-preview-tab]   the preview's tabs (desktop, mobile, dark, plain text, inbox): one
  *                         frame at a time, sized to the email, entered with Enter
  *  - [data-progress-url]  polls a campaign's progress every second
+ *  - [data-job-url]       polls a background job (an import) every second; reloads when it ends
  */
 (function () {
   "use strict";
@@ -245,17 +246,24 @@
     return url.toString();
   }
 
+  /* JSON from an admin API; signed out means back to the login page. */
+  function getJson(url) {
+    return fetch(url, { credentials: "same-origin" }).then(function (response) {
+      if (response.status === 401) { window.location.reload(); throw new Error("signed out"); }
+      return response.json();
+    });
+  }
+
+  function showBar(bar, done, total, percent) {
+    bar.max = total || 1;
+    bar.value = total ? done : 0;
+    bar.textContent = Number(percent).toFixed(1) + "%";
+  }
+
   function poll() {
-    fetch(progress.getAttribute("data-progress-url"), { credentials: "same-origin" })
-      .then(function (response) {
-        if (response.status === 401) { window.location.reload(); throw new Error("signed out"); }
-        return response.json();
-      })
+    getJson(progress.getAttribute("data-progress-url"))
       .then(function (data) {
-        var bar = progress.querySelector("progress");
-        bar.max = data.total || 1;
-        bar.value = data.done;
-        bar.textContent = Number(data.percent).toFixed(1) + "%";
+        showBar(progress.querySelector("progress"), data.done, data.total, data.percent);
         setText("[data-progress-done]", data.done);
         setText("[data-progress-total]", data.total);
         setText("[data-progress-percent]", Number(data.percent).toFixed(1));
@@ -275,5 +283,31 @@
 
   if (progress && ACTIVE.indexOf(progress.getAttribute("data-status")) !== -1) {
     window.setTimeout(poll, 1000);
+  }
+
+  /* --- background jobs (imports) ----------------------------------------------------------- */
+  var job = document.querySelector("[data-job-url]");
+
+  function pollJob() {
+    getJson(job.getAttribute("data-job-url"))
+      .then(function (data) {
+        showBar(job.querySelector("progress"), data.done, data.total, data.percent);
+        job.querySelector("[data-job-done]").textContent = data.done;
+        job.querySelector("[data-job-total]").textContent = data.total === null ? "…" : data.total;
+        job.querySelector("[data-job-percent]").textContent = Number(data.percent).toFixed(1);
+        var checking = data.state === "running" && data.total === null;
+        job.querySelector("[data-job-state]").textContent = checking ? "checking the file" : data.state;
+        if (data.finished) {
+          announce("Import " + data.state);
+          window.location.reload();  // the server renders the report
+          return;
+        }
+        window.setTimeout(pollJob, 1000);
+      })
+      .catch(function () { window.setTimeout(pollJob, 3000); });
+  }
+
+  if (job && ["queued", "running"].indexOf(job.getAttribute("data-state")) !== -1) {
+    window.setTimeout(pollJob, 1000);
   }
 }());
