@@ -35,6 +35,19 @@ from newsletter.message import check_header_value
 DEFAULT_SECRET = "dev-insecure-change-me"
 
 
+def is_dns_name(value: str) -> bool:
+    """Dot-separated labels of ASCII letters, digits and inner hyphens (a selector, a domain)."""
+    labels = value.split(".")
+    return all(
+        0 < len(label) <= 63
+        and label.isascii()
+        and label.replace("-", "").isalnum()
+        and not label.startswith("-")
+        and not label.endswith("-")
+        for label in labels
+    )
+
+
 class TopicSetting(BaseModel):
     """A topic editors and subscribers choose from, with the keywords that tag resources."""
 
@@ -94,6 +107,12 @@ class Settings(BaseSettings):
     smtp_security: Literal["none", "starttls", "ssl"] = "none"
     smtp_connections: int = Field(2, ge=1, le=32)
     smtp_timeout_seconds: float = 30.0
+    # deliverability: DKIM signing of SMTP and outbox mail (newsletter.deliverability)
+    dkim_selectors: list[str] = Field(default_factory=list)
+    dkim_domain: str | None = None
+    dkim_key_dir: Path | None = None
+    dns_resolver: str | None = None  # "host" or "host:port"; default: the system's resolvers
+    dns_timeout_seconds: float = Field(5.0, gt=0)
     # scheduling
     misfire_grace_seconds: int = 3600
 
@@ -106,6 +125,16 @@ class Settings(BaseSettings):
         except InputError as exc:
             raise ValueError(exc.message) from None
 
+    @field_validator("dkim_selectors")
+    @classmethod
+    def _selectors(cls, value: list[str]) -> list[str]:
+        for selector in value:
+            if not is_dns_name(selector):
+                raise ValueError(f"{selector!r} is not a DNS name (letters, digits, hyphens)")
+        if len(set(value)) != len(value):
+            raise ValueError("a selector is listed twice")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
@@ -116,6 +145,19 @@ class Settings(BaseSettings):
     @property
     def outbox_path(self) -> Path:
         return self.outbox_dir or self.var_dir / "outbox"
+
+    @property
+    def from_domain(self) -> str:
+        return self.from_email.rpartition("@")[2].lower()
+
+    @property
+    def dkim_signing_domain(self) -> str:
+        """``d=``: the From domain unless set, so DKIM aligns with it for DMARC."""
+        return (self.dkim_domain or self.from_domain).lower()
+
+    @property
+    def dkim_key_path(self) -> Path:
+        return self.dkim_key_dir or self.var_dir / "dkim"
 
     @classmethod
     def settings_customise_sources(

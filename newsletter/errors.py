@@ -67,3 +67,7 @@ class TransportError(NewsletterError):
 
 class StateError(NewsletterError):
     """An operation is not allowed in the object's current state."""
+
+
+class DnsLookupError(NewsletterError):
+    """A DNS query got no answer in time, or the resolver failed (not: the name has no record)."""

@@ -13,6 +13,7 @@ import typer
 from newsletter.cli import campaigns as campaigns_cli
 from newsletter.cli import db as db_cli
 from newsletter.cli import demo as demo_cli
+from newsletter.cli import dkim as dkim_cli
 from newsletter.cli import issues as issues_cli
 from newsletter.cli import resources as resources_cli
 from newsletter.cli import schedule as schedule_cli
@@ -41,6 +42,7 @@ app.command("send-test")(campaigns_cli.send_test)
 app.command("demo")(demo_cli.demo)
 app.add_typer(schedule_cli.app, name="schedule")
 app.add_typer(schedule_cli.scheduler_app, name="scheduler")
+app.add_typer(dkim_cli.app, name="dkim")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,6 +7,7 @@ from newsletter.errors import ConfigError
 from newsletter.transports.base import (
     BatchResult,
     MessageBatch,
+    MessageSigner,
     Messenger,
     Outcome,
     Recipient,
@@ -31,14 +32,23 @@ __all__ = [
 ]
 
 
+def _signer(settings: Settings) -> MessageSigner | None:
+    """DKIM keys loaded (and proved) once per process; None without ``dkim_selectors``."""
+    if not settings.dkim_selectors:
+        return None
+    from newsletter.deliverability.dkim import signer_from
+
+    return signer_from(settings)
+
+
 def sender_from(settings: Settings) -> Sender:
     return Sender(email=settings.from_email, name=settings.from_name, reply_to=settings.reply_to)
 
 
 def build_messenger(settings: Settings) -> Messenger:
-    """The messenger the settings ask for."""
+    """The messenger the settings ask for (SMTP and outbox DKIM-signed with ``dkim_selectors``)."""
     if settings.transport == "outbox":
-        return OutboxMessenger(settings.outbox_path)
+        return OutboxMessenger(settings.outbox_path, signer=_signer(settings))
     if settings.transport == "memory":
         return MemoryMessenger()
     if settings.transport == "smtp":
@@ -53,6 +63,7 @@ def build_messenger(settings: Settings) -> Messenger:
             password=password.get_secret_value() if password is not None else None,
             connections=settings.smtp_connections,
             timeout=settings.smtp_timeout_seconds,
+            signer=_signer(settings),
         )
     if settings.transport == "sendgrid":
         from newsletter.transports.sendgrid import SendGridMessenger  # imports sendgrid lazily

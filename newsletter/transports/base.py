@@ -91,6 +91,12 @@ def message_id(ref: str, sender: Sender) -> str:
     return f"<{safe}.{uuid.uuid4().hex}@{sender.domain}>"
 
 
+class MessageSigner(Protocol):
+    """Adds signature headers (DKIM) to a message's final wire bytes."""
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
 class Messenger(Protocol):
     """A transport: SendGrid, SMTP, outbox or memory."""
 

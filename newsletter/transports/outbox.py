@@ -20,6 +20,7 @@ from newsletter.message import check_header_value
 from newsletter.transports.base import (
     BatchResult,
     MessageBatch,
+    MessageSigner,
     Outcome,
     Recipient,
     RecipientResult,
@@ -59,10 +60,11 @@ class OutboxMessenger:
     folder: Path
     name: str = "outbox"
     max_batch: int = 1000
+    signer: MessageSigner | None = None  # DKIM: applied to each message's final bytes
 
     def send(self, batch: MessageBatch) -> BatchResult:
         _check_sender(batch.sender)  # batch-wide: raise before anything is written
-        wire = BatchWire(batch, _render)  # the same bytes as _render, learnt once per batch
+        wire = BatchWire(batch, _render, self.signer)  # _render's bytes, learnt once per batch
         results: list[RecipientResult] = []
         for index, rcpt in enumerate(batch.recipients):
             msg_id = message_id(rcpt.ref, batch.sender)

@@ -40,6 +40,7 @@ from newsletter.errors import ConfigError, ValidationError
 from newsletter.transports.base import (
     BatchResult,
     MessageBatch,
+    MessageSigner,
     Outcome,
     Recipient,
     RecipientResult,
@@ -121,9 +122,10 @@ class _Slot:
 class _Run:
     """One batch being worked by several threads: a shared cursor and the results."""
 
-    def __init__(self, batch: MessageBatch) -> None:
+    def __init__(self, batch: MessageBatch, signer: MessageSigner | None = None) -> None:
         self.batch = batch
-        self.wire = BatchWire(batch, _render)  # wire bytes per recipient, learnt once per batch
+        # Wire bytes per recipient (learnt once per batch), DKIM-signed with a signer.
+        self.wire = BatchWire(batch, _render, signer)
         self.results: list[RecipientResult | None] = [None] * len(batch.recipients)
         self.stopped: _Unavailable | None = None
         self._next = 0
@@ -165,6 +167,7 @@ class SMTPMessenger:
         connections: int = 2,
         timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        signer: MessageSigner | None = None,
     ) -> None:
         if security not in get_args(Security):
             raise ConfigError(f"smtp_security must be none, starttls or ssl, not {security!r}")
@@ -177,6 +180,7 @@ class SMTPMessenger:
         self.connections, self.timeout = connections, timeout
         self._password = password
         self._ssl_context = ssl_context
+        self.signer = signer  # DKIM: applied to each message's final bytes
         self._idle: list[_TrackedSMTP] = []
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
@@ -191,7 +195,7 @@ class SMTPMessenger:
         if not batch.recipients:
             return BatchResult(())
         _check_batch(batch)
-        run = _Run(batch)
+        run = _Run(batch, self.signer)
         workers = min(self.connections, len(batch.recipients))
         futures = [self._pool().submit(self._work, run) for _ in range(workers)]
         for future in futures:
