@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     dkim_selectors: list[str] = Field(default_factory=list)
     dkim_domain: str | None = None
     dkim_key_dir: Path | None = None
+    bounce_domain: str | None = None  # the envelope (Return-Path) domain; default: From's
+    sending_ips: list[str] = Field(default_factory=list)  # the relays' public addresses, for SPF
     dns_resolver: str | None = None  # "host" or "host:port"; default: the system's resolvers
     dns_timeout_seconds: float = Field(5.0, gt=0)
     # scheduling
@@ -134,6 +136,13 @@ class Settings(BaseSettings):
         if len(set(value)) != len(value):
             raise ValueError("a selector is listed twice")
         return value
+
+    @field_validator("sending_ips")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        return [str(ipaddress.ip_address(address)) for address in value]
 
     @field_validator("database_url")
     @classmethod

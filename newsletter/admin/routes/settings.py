@@ -53,6 +53,14 @@ def settings_page(request: Request, ctx: Ctx, identity: Admin) -> Response:
     return _page(request, ctx)
 
 
+@router.get("/settings/deliverability")
+def deliverability_page(request: Request, ctx: Ctx, identity: Admin) -> Response:
+    """The DNS check (looked up now), relay health and warm-up: newsletter.deliverability.admin."""
+    from newsletter.deliverability.admin import overview
+
+    return page(request, "settings/deliverability.html.j2", **overview(ctx.settings, ctx.db))
+
+
 @router.post("/users")
 def add_user(
     request: Request, ctx: Ctx, identity: Admin, email: Line = "", role: Line = "",
