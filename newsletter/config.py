@@ -55,6 +55,24 @@ class TopicSetting(BaseModel):
     keywords: list[str] = Field(default_factory=list)
 
 
+class RelaySetting(BaseModel):
+    """One relay of ``transport = "relays"``: an SMTP server or a SendGrid account."""
+
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(min_length=1, max_length=60)
+    kind: Literal["smtp", "sendgrid"] = "smtp"
+    weight: int = Field(1, ge=0)  # share of batches; 0: standby, used when the others are down
+    host: str = "127.0.0.1"
+    port: int = 25
+    security: Literal["none", "starttls", "ssl"] = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    connections: int = Field(2, ge=1, le=32)
+    api_key: SecretStr | None = None  # kind = "sendgrid"
+    sendgrid_host: str = "https://api.sendgrid.com"
+
+
 def _default_topics() -> list[TopicSetting]:
     from newsletter.resources.classify import DEFAULT_TOPICS
 
@@ -91,7 +109,7 @@ class Settings(BaseSettings):
     debug: bool = False
     confirm_token_max_age_days: int = 7
     # sending
-    transport: Literal["outbox", "smtp", "sendgrid", "memory"] = "outbox"
+    transport: Literal["outbox", "smtp", "sendgrid", "memory", "relays"] = "outbox"
     outbox_dir: Path | None = None
     batch_size: int = Field(1000, ge=1, le=1000)
     rate_limit_per_second: float | None = None
@@ -107,6 +125,8 @@ class Settings(BaseSettings):
     smtp_security: Literal["none", "starttls", "ssl"] = "none"
     smtp_connections: int = Field(2, ge=1, le=32)
     smtp_timeout_seconds: float = 30.0
+    relays: list[RelaySetting] = Field(default_factory=list)  # transport = "relays" (toml)
+    relay_down_seconds: float = Field(60.0, gt=0)  # a failed relay rests this long
     # deliverability: DKIM signing of SMTP and outbox mail (newsletter.deliverability)
     dkim_selectors: list[str] = Field(default_factory=list)
     dkim_domain: str | None = None
@@ -135,6 +155,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"{selector!r} is not a DNS name (letters, digits, hyphens)")
         if len(set(value)) != len(value):
             raise ValueError("a selector is listed twice")
+        return value
+
+    @field_validator("relays")
+    @classmethod
+    def _relay_names(cls, value: list[RelaySetting]) -> list[RelaySetting]:
+        names = [relay.name for relay in value]
+        if len(set(names)) != len(names):
+            raise ValueError("two relays have the same name")
+        if value and not any(relay.weight for relay in value):
+            raise ValueError("at least one relay needs a weight above 0")
         return value
 
     @field_validator("sending_ips")

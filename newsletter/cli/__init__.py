@@ -16,6 +16,7 @@ from newsletter.cli import demo as demo_cli
 from newsletter.cli import dkim as dkim_cli
 from newsletter.cli import dns as dns_cli
 from newsletter.cli import issues as issues_cli
+from newsletter.cli import relays as relays_cli
 from newsletter.cli import resources as resources_cli
 from newsletter.cli import schedule as schedule_cli
 from newsletter.cli import serve as serve_cli
@@ -45,6 +46,7 @@ app.add_typer(schedule_cli.app, name="schedule")
 app.add_typer(schedule_cli.scheduler_app, name="scheduler")
 app.add_typer(dkim_cli.app, name="dkim")
 app.add_typer(dns_cli.app, name="dns")
+app.add_typer(relays_cli.app, name="relays")
 
 
 def main(argv: list[str] | None = None) -> None:

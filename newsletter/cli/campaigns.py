@@ -199,6 +199,12 @@ def _print_report(
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v)
     console.print(f"recipients {report.total}: {counts or 'none'}")
     console.print(", ".join(f"{k.replace('_', ' ')} {v:.1%}" for k, v in report.rates.items()))
+    if report.relays:
+        carried = ", ".join(
+            f"{r['relay']} {r['batches']} batches ({r['recipients']} recipients)"
+            for r in report.relays
+        )
+        console.print(f"relays: {carried}", highlight=False)
     if report.unknown:
         console.print(
             f"[yellow]{len(report.unknown)} maybe sent (unknown):[/] reconcile from "
@@ -206,6 +212,12 @@ def _print_report(
         )
         for row in report.unknown[:20]:
             console.print(f"  #{row['ledger_id']} {row['email']}: {row['detail']}", highlight=False)
+    if recipients and report.batches:
+        batches = Table("batch", "status", "size", "attempts", "relay", "error")
+        for b in report.batches:
+            batches.add_row(str(b["seq"]), b["status"], str(b["size"]), str(b["attempts"]),
+                            b["relay"] or "", b["error"] or "")  # fmt: skip
+        console.print(batches)
     if recipients:
         table = Table("ledger id", "email", "status", "attempts", "detail")
         for row in report.recipients:

@@ -7,13 +7,36 @@ from typing import Any
 from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.deliverability.dnscheck import check_dns
+from newsletter.deliverability.relays import RelayStatus, relay_statuses
 
 
-def overview(settings: Settings, db: Database) -> dict[str, Any]:
+def configured_relays(settings: Settings) -> list[dict[str, Any]]:
+    if settings.transport == "relays":
+        return [
+            {"name": r.name, "kind": r.kind, "weight": r.weight,
+             "where": r.sendgrid_host if r.kind == "sendgrid" else f"{r.host}:{r.port}"}
+            for r in settings.relays
+        ]  # fmt: skip
+    if settings.transport == "smtp":
+        where = f"{settings.smtp_host}:{settings.smtp_port}"
+        return [{"name": "smtp", "kind": "smtp", "weight": 1, "where": where}]
+    return []
+
+
+def overview(settings: Settings, db: Database, *, probe: bool = False) -> dict[str, Any]:
     findings = check_dns(settings)
+    relays = configured_relays(settings)
+    health: dict[str, RelayStatus] = {}
+    if probe and relays:
+        health = {status.name: status for status in relay_statuses(settings)}
     return {
         "findings": findings,
         "problems": sum(1 for f in findings if not f.ok),
         "selectors": settings.dkim_selectors,
         "signing_domain": settings.dkim_signing_domain,
+        "relays": relays,
+        "health": health,
+        "probed": probe,
+        "down_seconds": settings.relay_down_seconds,
+        "transport": settings.transport,
     }

@@ -68,7 +68,15 @@ def aligned(domain: str, from_domain: str, *, strict: bool) -> bool:
 
 def relay_hosts(settings: Settings) -> list[str]:
     """The SMTP relays mail leaves through (their addresses are what SPF must allow)."""
+    if settings.transport == "relays":
+        return [relay.host for relay in settings.relays if relay.kind == "smtp"]
     return [settings.smtp_host]
+
+
+def _uses_sendgrid(settings: Settings) -> bool:
+    return settings.transport == "sendgrid" or (
+        settings.transport == "relays" and any(r.kind == "sendgrid" for r in settings.relays)
+    )
 
 
 @dataclass
@@ -149,8 +157,10 @@ def _seen_by_receivers(address: str) -> bool:
 def _check_spf(context: _Context) -> bool:
     """True when every sending address passes SPF at the bounce domain."""
     domain = context.bounce_domain
-    if context.settings.transport == "sendgrid":
-        return _check_spf_include(context, domain, SENDGRID_SPF)
+    if _uses_sendgrid(context.settings) and not _check_spf_include(context, domain, SENDGRID_SPF):
+        return False
+    if not relay_hosts(context.settings):
+        return True  # SendGrid only
     addresses, unknown = _sending_addresses(context)
     report = spf.check(context.resolver, domain, addresses)
     if len(report.records) > 1:

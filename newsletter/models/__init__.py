@@ -2,6 +2,7 @@
 
 from newsletter.models.accounts import Role, User, UserSession
 from newsletter.models.base import Base, UTCDateTime, utcnow
+from newsletter.models.deliverability import WarmupDay
 from newsletter.models.issues import Issue, IssueItem, IssueSection, IssueStatus
 from newsletter.models.resources import Resource, ResourceTopic
 from newsletter.models.scheduling import Schedule, ScheduleRun
@@ -52,5 +53,6 @@ __all__ = [
     "UTCDateTime",
     "User",
     "UserSession",
+    "WarmupDay",
     "utcnow",
 ]

@@ -106,6 +106,7 @@ class SendBatch(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     provider_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
+    relay: Mapped[str | None] = mapped_column(String(200))  # which relay(s) carried it
 
 
 class Delivery(Base):

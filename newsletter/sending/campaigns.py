@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from newsletter.deliverability.report import batch_rows, relay_totals
 from newsletter.errors import NotFoundError, StateError, ValidationError
 from newsletter.models.issues import Issue
 from newsletter.models.sending import (
@@ -270,6 +271,8 @@ class CampaignReport:
     rates: dict[str, float]
     unknown: list[dict[str, Any]] = field(default_factory=list)
     recipients: list[dict[str, Any]] = field(default_factory=list)
+    relays: list[dict[str, Any]] = field(default_factory=list)  # batches per relay
+    batches: list[dict[str, Any]] = field(default_factory=list)  # each batch and its relay
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -312,6 +315,8 @@ def campaign_report(
         rates=_rates(counts, int(opened), int(clicked)),
     )
     report.unknown = _rows(session, campaign_id, [DeliveryStatus.UNKNOWN], limit=None)
+    report.relays = relay_totals(session, campaign_id)
+    report.batches = batch_rows(session, campaign_id)
     if with_recipients:
         report.recipients = _rows(session, campaign_id, None, limit=limit)
     return report

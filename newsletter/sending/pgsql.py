@@ -137,6 +137,7 @@ _RECORD_CTES = """
     batch AS (
         UPDATE send_batches
         SET status = :b_status, provider_id = :b_pid, error = :b_error,
+            relay = COALESCE(CAST(:b_relay AS VARCHAR), relay),
             finished_at = CASE WHEN :b_finished THEN :now ELSE finished_at END,
             claimed_by = CASE WHEN :b_released THEN NULL ELSE claimed_by END,
             not_before = CASE WHEN :b_released THEN :b_not_before ELSE not_before END
@@ -293,6 +294,7 @@ def record_params(
         "b_status": str(status),
         "b_pid": outcome["provider_id"],
         "b_error": outcome["error"],
+        "b_relay": outcome.get("relay"),
         "b_finished": "finished_at" in outcome,
         "b_released": "not_before" in outcome,
         "b_not_before": outcome.get("not_before"),

@@ -436,6 +436,8 @@ class SqlStore:
         result = submission.result
         first_id = next((r.provider_id for r in result.results if r.provider_id), None)
         values: dict[str, Any] = {"provider_id": first_id, "error": result.error}
+        if result.relay is not None:
+            values["relay"] = result.relay
         all_unknown = result.results and all(r.outcome is Outcome.UNKNOWN for r in result.results)
         if all_unknown:
             return {**values, "status": BatchStatus.UNKNOWN, "finished_at": now}

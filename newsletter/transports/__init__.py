@@ -65,6 +65,10 @@ def build_messenger(settings: Settings) -> Messenger:
             timeout=settings.smtp_timeout_seconds,
             signer=_signer(settings),
         )
+    if settings.transport == "relays":
+        from newsletter.deliverability.relays import build_relays
+
+        return build_relays(settings, _signer(settings))
     if settings.transport == "sendgrid":
         from newsletter.transports.sendgrid import SendGridMessenger  # imports sendgrid lazily
 

@@ -142,13 +142,15 @@ class _Run:
         with self._lock:
             self.stopped = self.stopped or failure
 
-    def result(self) -> BatchResult:
+    def result(self, relay: str) -> BatchResult:
         detail = self.stopped.detail if self.stopped else "not attempted"
         results = tuple(
             result or RecipientResult(rcpt.ref, Outcome.TEMPORARY, detail=detail)
             for rcpt, result in zip(self.batch.recipients, self.results, strict=True)
         )
-        return BatchResult(results, error=self.stopped.error if self.stopped else None)
+        if self.stopped is None:
+            return BatchResult(results, relay=relay)
+        return BatchResult(results, error=self.stopped.error, down=detail, relay=relay)
 
 
 class SMTPMessenger:
@@ -200,9 +202,18 @@ class SMTPMessenger:
         futures = [self._pool().submit(self._work, run) for _ in range(workers)]
         for future in futures:
             future.result()  # re-raises programming errors from a worker
-        result = run.result()
+        result = run.result(f"{self.host}:{self.port}")
         log.info("smtp: %d messages -> %s", len(result.results), _summary(result))
         return result
+
+    def check(self) -> str | None:
+        """A health check: connect, greet, log in and QUIT; None if fine, else what failed."""
+        try:
+            conn = self._open()
+        except _Unavailable as failure:
+            return failure.detail
+        _quit(conn)
+        return None
 
     def close(self) -> None:
         """QUIT every pooled connection and stop the worker threads (a later send reopens)."""
