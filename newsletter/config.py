@@ -10,6 +10,7 @@ local outbox.
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -127,6 +128,13 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 30.0
     relays: list[RelaySetting] = Field(default_factory=list)  # transport = "relays" (toml)
     relay_down_seconds: float = Field(60.0, gt=0)  # a failed relay rests this long
+    # deliverability: per receiving domain pacing and the sending domain's warm-up
+    domain_limits: dict[str, float] = Field(default_factory=dict)  # messages per minute
+    domain_backoff_seconds: float = Field(60.0, gt=0)  # after a 4xx from a domain, doubling
+    warmup: bool = False
+    warmup_first_day: int = Field(200, ge=1)
+    warmup_factor: float = Field(2.0, ge=1.0)
+    warmup_start: date | None = None
     # deliverability: DKIM signing of SMTP and outbox mail (newsletter.deliverability)
     dkim_selectors: list[str] = Field(default_factory=list)
     dkim_domain: str | None = None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.deliverability.dnscheck import check_dns
 from newsletter.deliverability.relays import RelayStatus, relay_statuses
+from newsletter.deliverability.report import warmup_state
+from newsletter.deliverability.warmup import plan_from
 
 
 def configured_relays(settings: Settings) -> list[dict[str, Any]]:
@@ -29,7 +32,16 @@ def overview(settings: Settings, db: Database, *, probe: bool = False) -> dict[s
     health: dict[str, RelayStatus] = {}
     if probe and relays:
         health = {status.name: status for status in relay_statuses(settings)}
+    plan = plan_from(settings)
+    warmup = None
+    if plan is not None:
+        with db.session() as session:
+            warmup = warmup_state(session, plan, datetime.now(UTC))
     return {
+        "warmup": warmup,
+        "plan": plan,
+        "domain_limits": settings.domain_limits,
+        "domain_backoff": settings.domain_backoff_seconds,
         "findings": findings,
         "problems": sum(1 for f in findings if not f.ok),
         "selectors": settings.dkim_selectors,

@@ -1,12 +1,16 @@
-"""Deliverability in a campaign's report: which relay carried each batch."""
+"""Deliverability in reports: which relay carried each batch, where the warm-up stands."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from newsletter.deliverability.warmup import WarmupPlan
+from newsletter.models.deliverability import WarmupDay
 from newsletter.models.sending import SendBatch
 
 
@@ -36,3 +40,28 @@ def relay_totals(session: Session, campaign_id: int) -> list[dict[str, Any]]:
         .order_by(SendBatch.relay)
     ).all()
     return [{"relay": relay, "batches": int(n), "recipients": int(size)} for relay, n, size in rows]
+
+
+@dataclass(frozen=True)
+class WarmupState:
+    domain: str
+    day_number: int
+    allowance: int
+    sent_today: int
+    days: list[tuple[date, int, int | None]]  # (day, allowance, sent; None for days ahead)
+
+
+def warmup_state(session: Session, plan: WarmupPlan, now: datetime, ahead: int = 5) -> WarmupState:
+    """The plan's days so far with what each sent, today's standing, and the days ahead."""
+    rows = session.execute(
+        select(WarmupDay.day, WarmupDay.sent).where(WarmupDay.domain == plan.domain)
+    ).all()
+    sent: dict[date, int] = {day: count for day, count in rows}
+    today = plan.local_day(now)
+    first = min(sent) if sent else None
+    number = plan.day_number(today, first)
+    days = [
+        (day, allowance, sent.get(day, 0) if day <= today else None)
+        for day, allowance in plan.schedule(first, today, days=number + ahead)
+    ]
+    return WarmupState(plan.domain, number, plan.allowance(number), sent.get(today, 0), days)

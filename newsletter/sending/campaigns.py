@@ -84,7 +84,13 @@ def get_campaign(campaign_id: int, *, session: Session) -> Campaign:
 
 
 def start_campaign(
-    campaign_id: int, *, session: Session, checks: IssueChecks, batch_size: int, now: datetime
+    campaign_id: int,
+    *,
+    session: Session,
+    checks: IssueChecks,
+    batch_size: int,
+    now: datetime,
+    engagement: str | None = None,
 ) -> bool:
     """Freeze the audience and set the campaign sending; False if it had already started.
 
@@ -122,6 +128,7 @@ def start_campaign(
         topics=topics,
         now=now,
         batch_size=batch_size,
+        engagement=engagement,  # most engaged first (warm-up)
     )
     assign_batches(campaign_id, session=session, size=batch_size)  # rows left unbatched: none
     session.execute(

@@ -17,6 +17,9 @@ from datetime import datetime
 
 from newsletter.config import Settings
 from newsletter.db import Database, unavailable_as_error
+from newsletter.deliverability.engagement import engagement_sql
+from newsletter.deliverability.pacing import pacer_from
+from newsletter.deliverability.warmup import plan_from
 from newsletter.message import Template
 from newsletter.models.sending import CampaignStatus
 from newsletter.sending import campaigns
@@ -64,6 +67,8 @@ def open_worker(
             policy=policy_from(settings),
             clock=clock,
             hook=hook,
+            pacer=pacer_from(settings),
+            warmup=plan_from(settings),
         )
     finally:
         store.close()
@@ -107,6 +112,7 @@ def start(
             checks=checks,
             batch_size=settings.batch_size,
             now=now or system_now(),
+            engagement=engagement_sql() if settings.warmup else None,
         )
 
 
