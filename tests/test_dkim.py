@@ -291,3 +291,17 @@ def test_keys_are_never_group_or_world_readable(tmp_path: Path) -> None:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) & 0o077 == 0
+
+
+def test_plain_headers_take_the_short_way_and_others_dkimpys(
+    rsa_key: dk.DkimKey, local_dns: LocalDns
+) -> None:
+    dnsfunc = publish(local_dns, rsa_key)
+    signer = dk.Signer([rsa_key])
+    plain = sample_message()
+    assert signer._plain_headers(plain.partition(b"\r\n\r\n")[0]) is not None
+    folded = plain.replace(b"Subject: Issue 42", b"Subject:  Issue\r\n\t 42  folded", 1)
+    assert signer._plain_headers(folded.partition(b"\r\n\r\n")[0]) is None
+    twice = b"To: someone@example.net\r\n" + plain
+    for message in (plain, folded, twice):
+        assert dkim.verify(signer.sign(message), dnsfunc=dnsfunc)

@@ -207,6 +207,7 @@ class Signer:
         self._policy = CanonicalizationPolicy.from_c_value(CANONICALIZATION)
         self._h = tuple(name.encode("ascii") for name in H_TAG)
         self._wanted = frozenset(self._h)
+        self._templates: dict[str, _SignatureTemplate] = {}
         self._prove()
 
     def sign(self, message: bytes) -> bytes:
@@ -214,42 +215,61 @@ class Signer:
         head, sep, body = message.partition(_HEADERS_END)
         if not sep:
             raise ValidationError("cannot DKIM-sign a message without a header/body separator")
-        headers = self._canonical_headers(head)
+        headers = self._signed_headers(head)
         body_hash = base64.b64encode(hashlib.sha256(self._policy.canonicalize_body(body)).digest())
         stamp = str(int(self.clock())).encode("ascii")
         lines = [self._signature(key, headers, body_hash, stamp) for key in self.keys]
         return b"".join(lines) + message
 
-    def _canonical_headers(self, head: bytes) -> list[tuple[bytes, bytes]]:
-        """The message's header fields that ``h=`` names, canonicalised, in message order."""
+    def _signed_headers(self, head: bytes) -> bytes:
+        """What the signature hashes of the message's headers: the ``h=`` fields, canonical.
+
+        dkimpy parses, canonicalises and selects them (``rfc822_parse``,
+        ``Relaxed``, ``select_headers``).  For what the transports write (one
+        line per field, single spaces, each signed field once) that comes down
+        to ``name.lower() ":" value.strip() CRLF`` in ``h=`` order, done here
+        directly; anything else goes dkimpy's way.
+        """
+        fast = self._plain_headers(head)
+        if fast is not None:
+            return fast
         parsed, _ = dkim.rfc822_parse(head + _HEADERS_END)
         chosen = [(name, value) for name, value in parsed if name.lower() in self._wanted]
-        return list(self._policy.canonicalize_headers(chosen))
+        canonical = self._policy.canonicalize_headers(chosen)
+        return b"".join(n + b":" + v for n, v in dkim.select_headers(canonical, self._h))
 
-    def _signature(
-        self, key: DkimKey, headers: list[tuple[bytes, bytes]], body_hash: bytes, stamp: bytes
-    ) -> bytes:
-        """dkimpy's ``DomainSigner.gen_header`` with the private-key step done by OpenSSL."""
-        fields = [
-            (b"v", b"1"),
-            (b"a", key.algorithm.encode("ascii")),
-            (b"c", CANONICALIZATION),
-            (b"d", key.domain.encode("ascii")),
-            (b"s", key.selector.encode("ascii")),
-            (b"t", stamp),
-            (b"h", b" : ".join(self._h)),  # spaces, so folding never splits a name
-            (b"bh", body_hash),
-            (b"b", b"0" * 60),  # folds b= onto a line of its own, as dkimpy does
-        ]
-        name = b"DKIM-Signature"
-        value = b"; ".join(b"=".join(field) for field in fields)
-        value = dkim.RE_BTAG.sub(b"\\1", dkim.fold(value, namelen=len(name)))
-        hasher = hashlib.sha256()
-        dkim.hash_headers(hasher, self._policy, headers, self._h, (name, b" " + value), None)
-        fields[-1] = (b"b", base64.b64encode(key.sign_digest(hasher.digest())))
+    def _plain_headers(self, head: bytes) -> bytes | None:
+        found: dict[bytes, bytes] = {}
+        for line in head.split(b"\r\n"):
+            name, colon, value = line.partition(b":")
+            if not colon or not name or b"\t" in line or b"  " in line or b" " in name:
+                return None  # a folded, tabbed or unusual line: dkimpy's way
+            key = name.lower()
+            if key in self._wanted:
+                if key in found:
+                    return None  # a repeated signed field: select_headers' order matters
+                found[key] = key + b":" + value.strip() + b"\r\n"
+        return b"".join(found[name] for name in self._h[: len(SIGNED_HEADERS)] if name in found)
+
+    def _signature(self, key: DkimKey, headers: bytes, body_hash: bytes, stamp: bytes) -> bytes:
+        """dkimpy's ``DomainSigner.gen_header``: fields, folding and hashing, from a template.
+
+        The value without ``b=`` is folded and canonicalised once per key with
+        placeholders as long as ``t=`` and ``bh=`` always are (folding breaks
+        only at spaces, which neither holds), so per message they are replaced.
+        """
+        template = self._templates.get(key.selector)
+        if template is None or len(stamp) != len(_STAMP) or len(body_hash) != len(_BODY_HASH):
+            template = _SignatureTemplate(key, self._h, self._policy)
+            if len(stamp) == len(_STAMP) and len(body_hash) == len(_BODY_HASH):
+                self._templates[key.selector] = template
+        hashed = template.hashed.replace(_STAMP, stamp).replace(_BODY_HASH, body_hash)
+        signature = key.sign_digest(hashlib.sha256(headers + hashed).digest())
+        fields = template.fields(stamp, body_hash)
+        fields.append((b"b", base64.b64encode(signature)))
         signed = b"; ".join(b"=".join(field) for field in fields) + b"\r\n"
-        folded: bytes = dkim.fold(signed, namelen=len(name))
-        return name + b": " + folded
+        folded: bytes = dkim.fold(signed, namelen=len(_SIGNATURE_NAME))
+        return _SIGNATURE_NAME + b": " + folded
 
     def _prove(self) -> None:
         """Sign a probe and have dkimpy verify it against each key's own record."""
@@ -270,6 +290,33 @@ class Signer:
         for index, key in enumerate(self.keys):
             if not dkim.DKIM(signed).verify(idx=index, dnsfunc=own):
                 raise ConfigError(f"DKIM self-check failed for {key.name}: the signature is wrong")
+
+
+_SIGNATURE_NAME = b"DKIM-Signature"
+_STAMP = b"#" * 10  # t=: ten digits until the year 2286
+_BODY_HASH = b"@" * 44  # bh=: base64 of a SHA-256
+
+
+class _SignatureTemplate:
+    """One key's DKIM-Signature fields, folded and canonicalised with placeholders."""
+
+    def __init__(self, key: DkimKey, h: tuple[bytes, ...], policy: CanonicalizationPolicy) -> None:
+        self._head = [
+            (b"v", b"1"),
+            (b"a", key.algorithm.encode("ascii")),
+            (b"c", CANONICALIZATION),
+            (b"d", key.domain.encode("ascii")),
+            (b"s", key.selector.encode("ascii")),
+        ]
+        self._h = (b"h", b" : ".join(h))  # spaces, so folding never splits a name
+        fields = [*self.fields(_STAMP, _BODY_HASH), (b"b", b"0" * 60)]  # b= on its own line
+        value = b"; ".join(b"=".join(field) for field in fields)
+        value = dkim.RE_BTAG.sub(b"\\1", dkim.fold(value, namelen=len(_SIGNATURE_NAME)))
+        ((name, canonical),) = policy.canonicalize_headers([(_SIGNATURE_NAME, b" " + value)])
+        self.hashed = name + b":" + canonical.rstrip()  # hashed without its CRLF (RFC 6376 3.7)
+
+    def fields(self, stamp: bytes, body_hash: bytes) -> list[tuple[bytes, bytes]]:
+        return [*self._head, (b"t", stamp), self._h, (b"bh", body_hash)]
 
 
 def keys_from(settings: Settings) -> list[DkimKey]:
