@@ -110,7 +110,10 @@ def dkim_campaigns(backend: str, size: int, repeats: int) -> dict[str, Any]:
     variants = {
         "unsigned": {},
         "rsa-sha256": {"dkim_selectors": ["bench"], "dkim_key_dir": keys},
-        "rsa-sha256 + ed25519-sha256": {"dkim_selectors": ["bench", "benched"], "dkim_key_dir": keys},
+        "rsa-sha256 + ed25519-sha256": {
+            "dkim_selectors": ["bench", "benched"],
+            "dkim_key_dir": keys,
+        },
     }
     rates: dict[str, list[float]] = {name: [] for name in variants}
     cpu: dict[str, list[float]] = {name: [] for name in variants}
