@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     warmup_first_day: int = Field(200, ge=1)
     warmup_factor: float = Field(2.0, ge=1.0)
     warmup_start: date | None = None
+    sunset: bool = True
+    sunset_after_campaigns: int = Field(6, ge=1)  # no open or click in this many: inactive
+    sunset_grace_days: int = Field(14, ge=0)  # after a re-engagement campaign, then suppressed
     # deliverability: DKIM signing of SMTP and outbox mail (newsletter.deliverability)
     dkim_selectors: list[str] = Field(default_factory=list)
     dkim_domain: str | None = None

@@ -305,3 +305,15 @@ def test_plain_headers_take_the_short_way_and_others_dkimpys(
     twice = b"To: someone@example.net\r\n" + plain
     for message in (plain, folded, twice):
         assert dkim.verify(signer.sign(message), dnsfunc=dnsfunc)
+
+
+def test_a_campaign_with_a_missing_key_does_not_start(issue42: Any, settings: Settings) -> None:
+    from newsletter.sending import campaigns, service
+
+    with issue42.session() as session:
+        cid = campaigns.create_campaign(42, session=session).id
+    broken = settings.model_copy(update={"transport": "outbox", "dkim_selectors": ["gone"]})
+    with pytest.raises(ConfigError, match=r"selector 'gone'.*does not exist"):
+        service.start(issue42, broken, cid)
+    with issue42.session() as session:
+        assert campaigns.get_campaign(cid, session=session).status == "draft"

@@ -120,3 +120,4 @@ def test_admin_shows_the_plan_and_where_it_stands(db: Database, settings: Settin
     assert "Warm-up" in page and "day 2 of the plan" in page
     assert "150 of 400 sent today" in page
     assert f"{today - timedelta(days=1)}" in page and "800" in page
+    assert "inactive subscribers (no open or click in the last 6 campaigns)" in page

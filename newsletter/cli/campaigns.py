@@ -37,13 +37,18 @@ def create(
     issue: int = typer.Argument(..., help="Issue number."),
     topic: list[str] = typer.Option([], help="Only subscribers who chose this topic; repeat."),
     name: str | None = typer.Option(None, help="Defaults to the issue title."),
+    audience: str = typer.Option(
+        "active", help="active (the default: not the inactive), inactive (re-engagement) or all."
+    ),
 ) -> None:
     """Create a draft campaign for an issue."""
     app_ctx = app_context(ctx)
     known = [t.name for t in app_ctx.settings.topics]
     campaigns.check_topics(topic, known)
     with app_ctx.db.session() as session:
-        campaign = campaigns.create_campaign(issue, session=session, topics=topic, name=name)
+        campaign = campaigns.create_campaign(
+            issue, session=session, topics=topic, name=name, audience=audience
+        )
         console.print(f"campaign #{campaign.id} created for issue {issue} ({campaign.status})")
 
 

@@ -10,6 +10,7 @@ from newsletter.db import Database
 from newsletter.deliverability.dnscheck import check_dns
 from newsletter.deliverability.relays import RelayStatus, relay_statuses
 from newsletter.deliverability.report import warmup_state
+from newsletter.deliverability.sunset import counts as sunset_counts
 from newsletter.deliverability.warmup import plan_from
 
 
@@ -34,10 +35,15 @@ def overview(settings: Settings, db: Database, *, probe: bool = False) -> dict[s
         health = {status.name: status for status in relay_statuses(settings)}
     plan = plan_from(settings)
     warmup = None
-    if plan is not None:
-        with db.session() as session:
+    with db.session() as session:
+        if plan is not None:
             warmup = warmup_state(session, plan, datetime.now(UTC))
+        sunset = sunset_counts(session)
     return {
+        "sunset": sunset,
+        "sunset_on": settings.sunset,
+        "sunset_after": settings.sunset_after_campaigns,
+        "sunset_grace": settings.sunset_grace_days,
         "warmup": warmup,
         "plan": plan,
         "domain_limits": settings.domain_limits,

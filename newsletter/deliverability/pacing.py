@@ -74,6 +74,8 @@ class Pacer:
         self, recipients: Sequence[Addressee], now: datetime
     ) -> tuple[list[Addressee], datetime | None]:
         """The recipients that may go now (in order), and when the first of the rest may."""
+        if not self.limits and not self._backoffs:
+            return list(recipients), None  # nothing to pace: the common case, kept cheap
         admitted: list[Addressee] = []
         waits: list[datetime] = []
         for addressee in recipients:
@@ -104,6 +106,11 @@ class Pacer:
 
     def observe(self, recipients: Iterable[Addressee], result: BatchResult, now: datetime) -> None:
         """Back off each domain that deferred a message; release each that accepted one."""
+        said_later = any(
+            r.outcome is Outcome.TEMPORARY and _DEFERRAL.match(r.detail) for r in result.results
+        )
+        if not said_later and not self._backoffs:
+            return  # nobody backing off, nobody to back off
         domains = {str(a.delivery_id): a.domain for a in recipients}
         deferred: set[str] = set()
         accepted: set[str] = set()

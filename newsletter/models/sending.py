@@ -80,6 +80,9 @@ class Campaign(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     total_recipients: Mapped[int] = mapped_column(Integer, default=0)
+    # Who it goes to: "active" (inactive subscribers left out: sunset), "inactive" (a
+    # re-engagement campaign) or "all".
+    audience: Mapped[str] = mapped_column(String(20), default="active", server_default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

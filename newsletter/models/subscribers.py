@@ -79,6 +79,9 @@ class Subscriber(Base):
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     soft_bounces: Mapped[int] = mapped_column(Integer, default=0)
+    # Sunset: no open or click in the last N campaigns; left out of sends by default
+    # (deliverability.sunset).  Cleared by their next open or click.
+    inactive_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     topic_rows: Mapped[list[SubscriberTopic]] = relationship(
         back_populates="subscriber",

@@ -51,6 +51,9 @@ def get_issue_by_number(number: int, *, session: Session) -> Issue:
     return issue
 
 
+AUDIENCES = ("active", "inactive", "all")
+
+
 def create_campaign(
     issue_number: int,
     *,
@@ -58,8 +61,15 @@ def create_campaign(
     topics: Sequence[str] = (),
     name: str | None = None,
     scheduled_at: datetime | None = None,
+    audience: str = "active",
 ) -> Campaign:
-    """A draft (or scheduled) campaign sending an issue to everyone, or to given topics."""
+    """A draft (or scheduled) campaign sending an issue to everyone, or to given topics.
+
+    ``audience``: "active" (inactive subscribers left out), "inactive" (re-engage
+    them) or "all".
+    """
+    if audience not in AUDIENCES:
+        raise ValidationError(f"audience must be one of {', '.join(AUDIENCES)}, not {audience!r}")
     issue = get_issue_by_number(issue_number, session=session)
     campaign = Campaign(
         issue_id=issue.id,
@@ -70,6 +80,7 @@ def create_campaign(
         scheduled_at=scheduled_at,
         consecutive_failures=0,
         total_recipients=0,
+        audience=audience,
     )
     session.add(campaign)
     session.flush()
@@ -120,14 +131,17 @@ def start_campaign(
     )
     if not getattr(won, "rowcount", 0):
         return False
-    topics = session.scalar(select(Campaign.topics).where(Campaign.id == campaign_id)) or []
+    topics, audience = session.execute(
+        select(Campaign.topics, Campaign.audience).where(Campaign.id == campaign_id)
+    ).one()
     total = insert_audience(
         campaign_id,
         session=session,
         universe=universe,
-        topics=topics,
+        topics=topics or [],
         now=now,
         batch_size=batch_size,
+        audience=audience,
         engagement=engagement,  # most engaged first (warm-up)
     )
     assign_batches(campaign_id, session=session, size=batch_size)  # rows left unbatched: none

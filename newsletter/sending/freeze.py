@@ -78,15 +78,25 @@ def _filter_sql(topics: Sequence[str], params: dict[str, Any]) -> str:
     )
 
 
+_AUDIENCES = {
+    "active": "AND s.inactive_since IS NULL",
+    "inactive": "AND s.inactive_since IS NOT NULL",
+    "all": "",
+}
+
+
 def _audience_sql(
     universe: Sequence[str],
     topics: Sequence[str],
     params: dict[str, Any],
     engagement: str | None = None,
+    audience: str = "active",
 ) -> str:
     """Eligible subscribers with their segment (a bitmask over ``universe``).
 
     With ``engagement`` (a subquery of ``sid, score``) also each one's ``score``.
+    ``audience``: "active" leaves out subscribers the sunset marked inactive,
+    "inactive" takes only them (re-engagement), "all" both.
     """
     scored = ", COALESCE(e.score, 0) AS score" if engagement else ""
     joined = f" LEFT JOIN ({engagement}) e ON e.sid = s.id" if engagement else ""
@@ -97,7 +107,7 @@ def _audience_sql(
         WHERE s.status = 'confirmed'
           AND (s.paused_until IS NULL OR s.paused_until <= :now)
           AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email_hash = s.email_hash)
-          {_filter_sql(topics, params)}
+          {_AUDIENCES[audience]}{_filter_sql(topics, params)}
     """
 
 
@@ -156,6 +166,7 @@ def insert_audience(
     now: datetime,
     batch_size: int | None = None,
     engagement: str | None = None,
+    audience: str = "active",
 ) -> int:
     """Write one queued ledger row per eligible subscriber; returns how many.
 
@@ -170,22 +181,22 @@ def insert_audience(
     order = BY_ENGAGEMENT if engagement and batch_size is not None else BY_ID
     if order is BY_ENGAGEMENT:
         params.update(engagement_params())
-    audience = _audience_sql(
-        universe, topics, params, engagement if order is BY_ENGAGEMENT else None
+    audience_sql = _audience_sql(
+        universe, topics, params, engagement if order is BY_ENGAGEMENT else None, audience
     )
     if batch_size is None:
         sql = f"""
             INSERT INTO deliveries
                 (campaign_id, subscriber_id, email_hash, segment, status, attempts, opens, clicks)
             SELECT :cid, a.sid, a.eh, a.seg, 'queued', 0, 0, 0
-            FROM ({audience}) AS a
+            FROM ({audience_sql}) AS a
             ORDER BY a.sid
         """
         statement = text(sql).bindparams(bindparam("now", type_=UTCDateTime))
         result: Any = session.execute(statement, params)
         return int(result.rowcount or 0)
     params.update(size=batch_size, offset=_last_seq(session, campaign_id))
-    chunked = _CHUNKED.format(audience=audience, score=order.score, order=order.order)
+    chunked = _CHUNKED.format(audience=audience_sql, score=order.score, order=order.order)
     if session.get_bind().dialect.name == "postgresql":
         # Numbering and ordering a large audience sorts it twice; the default 4 MB sends
         # both sorts to disk.  LOCAL: for this transaction only.

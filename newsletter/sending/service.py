@@ -17,6 +17,7 @@ from datetime import datetime
 
 from newsletter.config import Settings
 from newsletter.db import Database, unavailable_as_error
+from newsletter.deliverability import sunset
 from newsletter.deliverability.engagement import engagement_sql
 from newsletter.deliverability.pacing import pacer_from
 from newsletter.deliverability.warmup import plan_from
@@ -26,7 +27,7 @@ from newsletter.sending import campaigns
 from newsletter.sending.engine import Hook, Policy, Worker, WorkerStats, system_now
 from newsletter.sending.prepare import IssuePreparer
 from newsletter.sending.sqlstore import SqlStore
-from newsletter.transports import Messenger, build_messenger, sender_from
+from newsletter.transports import Messenger, build_messenger, sender_from, signer_for
 from newsletter.transports.base import BatchResult, MessageBatch, Recipient
 
 
@@ -103,7 +104,16 @@ def drain(
 def start(
     db: Database, settings: Settings, campaign_id: int, *, now: datetime | None = None
 ) -> bool:
-    """Preflight, freeze the audience and set the campaign sending (idempotent)."""
+    """Preflight, freeze the audience and set the campaign sending (idempotent).
+
+    The DKIM keys are loaded first: a campaign whose mail could not be signed
+    does not start at all.  The sunset runs first too, so the audience leaves
+    out whoever stopped reading.
+    """
+    signer_for(settings)
+    if settings.sunset:
+        with db.session() as session:
+            sunset.run(session, settings, now=now or system_now())
     checks = preparer_for(db, settings)
     with db.session() as session:
         return campaigns.start_campaign(

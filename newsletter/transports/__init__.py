@@ -29,12 +29,17 @@ __all__ = [
     "Sender",
     "build_messenger",
     "sender_from",
+    "signer_for",
 ]
 
 
-def _signer(settings: Settings) -> MessageSigner | None:
-    """DKIM keys loaded (and proved) once per process; None without ``dkim_selectors``."""
-    if not settings.dkim_selectors:
+def signer_for(settings: Settings) -> MessageSigner | None:
+    """DKIM keys loaded (and proved) once per process; None without ``dkim_selectors``.
+
+    Also what ``service.start`` calls before freezing an audience, so a missing
+    or broken key stops the start with one line instead of a half-sent campaign.
+    """
+    if not settings.dkim_selectors or settings.transport in ("sendgrid", "memory"):
         return None
     from newsletter.deliverability.dkim import signer_from
 
@@ -48,7 +53,7 @@ def sender_from(settings: Settings) -> Sender:
 def build_messenger(settings: Settings) -> Messenger:
     """The messenger the settings ask for (SMTP and outbox DKIM-signed with ``dkim_selectors``)."""
     if settings.transport == "outbox":
-        return OutboxMessenger(settings.outbox_path, signer=_signer(settings))
+        return OutboxMessenger(settings.outbox_path, signer=signer_for(settings))
     if settings.transport == "memory":
         return MemoryMessenger()
     if settings.transport == "smtp":
@@ -63,12 +68,12 @@ def build_messenger(settings: Settings) -> Messenger:
             password=password.get_secret_value() if password is not None else None,
             connections=settings.smtp_connections,
             timeout=settings.smtp_timeout_seconds,
-            signer=_signer(settings),
+            signer=signer_for(settings),
         )
     if settings.transport == "relays":
         from newsletter.deliverability.relays import build_relays
 
-        return build_relays(settings, _signer(settings))
+        return build_relays(settings, signer_for(settings))
     if settings.transport == "sendgrid":
         from newsletter.transports.sendgrid import SendGridMessenger  # imports sendgrid lazily
 
