@@ -239,7 +239,7 @@ MARK_SUBMITTING = text(
     parked AS (
         UPDATE deliveries SET batch_id = -deliveries.batch_id
         FROM mine
-        WHERE mine.go AND deliveries.batch_id = mine.id
+        WHERE :parking AND mine.go AND deliveries.batch_id = mine.id
           AND deliveries.id = ANY(CAST(:deferred AS BIGINT[])) AND deliveries.status = 'queued'
         RETURNING deliveries.id
     )

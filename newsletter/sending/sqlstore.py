@@ -333,7 +333,8 @@ class SqlStore:
                 pgsql.MARK_SUBMITTING,
                 {"batch_id": batch_id, "worker": self.worker_id, "now": now,
                  "lock_class": self._lock_class,
-                 "deferred": "{" + ",".join(map(str, deferred)) + "}"},
+                 "deferred": "{" + ",".join(map(str, deferred)) + "}",
+                 "parking": bool(deferred)},
             )  # fmt: skip
             marked, released = rows[0]
             if released:
