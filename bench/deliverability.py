@@ -185,9 +185,14 @@ def pacing(size: int = 1_000_000, batch: int = 1000) -> dict[str, Any]:
             claims += 1
             start = time.process_time()
             admitted, later = pacer.admit(todo, now)
-            result = BatchResult(tuple(
-                RecipientResult(str(a.delivery_id), Outcome.ACCEPTED, detail="250") for a in admitted
-            ))  # fmt: skip
+            cpu += time.process_time() - start
+            result = BatchResult(
+                tuple(
+                    RecipientResult(str(a.delivery_id), Outcome.ACCEPTED, detail="250")
+                    for a in admitted
+                )
+            )  # fmt: skip (the messenger's answer: not the pacer's cost)
+            start = time.process_time()
             pacer.observe(admitted, result, now)
             cpu += time.process_time() - start
             if later is not None:
