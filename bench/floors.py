@@ -113,42 +113,16 @@ def _batches(content: Any, count: int) -> list[Any]:
     return out
 
 
-def _offline_preparer(settings: Any, content: Any) -> Any:
-    """The engine's preparer with no database: content and tracked links primed in memory.
-
-    The floors measure the per-recipient work of a real campaign, tracked links
-    included, so the links the worker would store in ``issue_links`` are
-    worked out here the same way (``issue_links`` of the whole issue's render).
-    """
-    from newsletter.render import render_issue
-    from newsletter.sending.prepare import IssuePreparer
-    from newsletter.tracking.links import issue_links
-    from newsletter.tracking.personal import TrackedLinks
-    from newsletter.tracking.tokens import LinkSigner
-    from newsletter.transports import sender_from
-
-    preparer = IssuePreparer(db=None, settings=settings, sender=sender_from(settings))  # type: ignore[arg-type]
-    preparer._content[1] = content
-    full = render_issue(content, None, theme=settings, renderer=preparer.renderer)
-    specs = issue_links(full, content, resolve=preparer._resolve(content))
-    links = TrackedLinks(
-        issue_id=1, urls={s.position: s.key.url for s in specs}, base_url=settings.base_url,
-        signer=LinkSigner(settings.keyring.verifying), opens=settings.track_opens,
-    )  # fmt: skip
-    preparer._tracked[1] = ({s.key: s.position for s in specs}, links)
-    preparer._opted_out = (float("inf"), frozenset())
-    return preparer
-
-
 def _sendgrid(
     target: Target, content: Any, count: int, host: str, key: str, send: bool
 ) -> dict[str, Any]:
     import json
 
+    from newsletter.sending.prepare import offline_preparer
     from newsletter.transports.sendgrid import SendGridMessenger, _message
 
     settings = target.settings()
-    preparer = _offline_preparer(settings, content)
+    preparer = offline_preparer(settings, content)
     messenger = SendGridMessenger(key, host=host)
     batches = _batches(content, count)
     cpu0 = _cpu()
@@ -185,11 +159,12 @@ def sendgrid(
 
 def _prebuilt(target: Target, content: Any, count: int) -> list[tuple[str, bytes]]:
     """(address, wire bytes) of real Issue 42 messages for up to 1000 recipients."""
+    from newsletter.sending.prepare import offline_preparer
     from newsletter.transports.base import message_id
     from newsletter.transports.smtp import _render
 
     settings = target.settings()
-    preparer = _offline_preparer(settings, content)
+    preparer = offline_preparer(settings, content)
     out: list[tuple[str, bytes]] = []
     for batch in _batches(content, min(count, BATCH)):
         message_batch = preparer(batch)

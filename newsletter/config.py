@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -38,11 +39,42 @@ from newsletter.message import check_header_value
 __all__ = ["DEFAULT_SECRET", "Settings", "TopicSetting", "classify_topics", "load_settings"]
 
 
+def is_dns_name(value: str) -> bool:
+    """Dot-separated labels of ASCII letters, digits and inner hyphens (a selector, a domain)."""
+    labels = value.split(".")
+    return all(
+        0 < len(label) <= 63
+        and label.isascii()
+        and label.replace("-", "").isalnum()
+        and not label.startswith("-")
+        and not label.endswith("-")
+        for label in labels
+    )
+
+
 class TopicSetting(BaseModel):
     """A topic editors and subscribers choose from, with the keywords that tag resources."""
 
     name: str
     keywords: list[str] = Field(default_factory=list)
+
+
+class RelaySetting(BaseModel):
+    """One relay of ``transport = "relays"``: an SMTP server or a SendGrid account."""
+
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(min_length=1, max_length=60)
+    kind: Literal["smtp", "sendgrid"] = "smtp"
+    weight: int = Field(1, ge=0)  # share of batches; 0: standby, used when the others are down
+    host: str = "127.0.0.1"
+    port: int = 25
+    security: Literal["none", "starttls", "ssl"] = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    connections: int = Field(2, ge=1, le=32)
+    api_key: SecretStr | None = None  # kind = "sendgrid"
+    sendgrid_host: str = "https://api.sendgrid.com"
 
 
 def _default_topics() -> list[TopicSetting]:
@@ -82,7 +114,7 @@ class Settings(BaseSettings):
     debug: bool = False
     confirm_token_max_age_days: int = 7
     # sending
-    transport: Literal["outbox", "smtp", "sendgrid", "memory"] = "outbox"
+    transport: Literal["outbox", "smtp", "sendgrid", "memory", "relays"] = "outbox"
     outbox_dir: Path | None = None
     batch_size: int = Field(1000, ge=1, le=1000)
     rate_limit_per_second: float | None = None
@@ -98,6 +130,25 @@ class Settings(BaseSettings):
     smtp_security: Literal["none", "starttls", "ssl"] = "none"
     smtp_connections: int = Field(2, ge=1, le=32)
     smtp_timeout_seconds: float = 30.0
+    relays: list[RelaySetting] = Field(default_factory=list)  # transport = "relays" (toml)
+    relay_down_seconds: float = Field(60.0, gt=0)  # a failed relay rests this long
+    # deliverability: per receiving domain pacing and the sending domain's warm-up
+    domain_limits: dict[str, float] = Field(default_factory=dict)  # messages per minute
+    domain_backoff_seconds: float = Field(60.0, gt=0)  # after a 4xx from a domain, doubling
+    warmup: bool = False
+    warmup_first_day: int = Field(200, ge=1)
+    warmup_factor: float = Field(2.0, ge=1.0)
+    warmup_start: date | None = None
+    sunset: bool = True
+    sunset_after_campaigns: int = Field(6, ge=1)  # no open or click in this many: inactive
+    sunset_grace_days: int = Field(14, ge=0)  # after a re-engagement campaign, then suppressed
+    # deliverability: DKIM signing of SMTP and outbox mail (newsletter.deliverability)
+    dkim_selectors: list[str] = Field(default_factory=list)
+    dkim_domain: str | None = None
+    dkim_key_dir: Path | None = None
+    sending_ips: list[str] = Field(default_factory=list)  # the relays' public addresses, for SPF
+    dns_resolver: str | None = None  # "host" or "host:port"; default: the system's resolvers
+    dns_timeout_seconds: float = Field(5.0, gt=0)
     # scheduling
     misfire_grace_seconds: int = 3600
     # reader feedback (newsletter.tracking): first-party click and open tracking
@@ -154,6 +205,33 @@ class Settings(BaseSettings):
             raise ValueError("may hold only letters, digits, '-' and '.'")
         return value.lower()
 
+    @field_validator("dkim_selectors")
+    @classmethod
+    def _selectors(cls, value: list[str]) -> list[str]:
+        for selector in value:
+            if not is_dns_name(selector):
+                raise ValueError(f"{selector!r} is not a DNS name (letters, digits, hyphens)")
+        if len(set(value)) != len(value):
+            raise ValueError("a selector is listed twice")
+        return value
+
+    @field_validator("relays")
+    @classmethod
+    def _relay_names(cls, value: list[RelaySetting]) -> list[RelaySetting]:
+        names = [relay.name for relay in value]
+        if len(set(names)) != len(names):
+            raise ValueError("two relays have the same name")
+        if value and not any(relay.weight for relay in value):
+            raise ValueError("at least one relay needs a weight above 0")
+        return value
+
+    @field_validator("sending_ips")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        return [str(ipaddress.ip_address(address)) for address in value]
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
@@ -182,6 +260,19 @@ class Settings(BaseSettings):
         """Where bounces go: ``bounce_domain``, else the domain of the From address."""
         domain = self.bounce_domain or self.from_email.rpartition("@")[2] or "localhost"
         return domain.lower()
+
+    @property
+    def from_domain(self) -> str:
+        return self.from_email.rpartition("@")[2].lower()
+
+    @property
+    def dkim_signing_domain(self) -> str:
+        """``d=``: the From domain unless set, so DKIM aligns with it for DMARC."""
+        return (self.dkim_domain or self.from_domain).lower()
+
+    @property
+    def dkim_key_path(self) -> Path:
+        return self.dkim_key_dir or self.var_dir / "dkim"
 
     @classmethod
     def settings_customise_sources(

@@ -71,3 +71,7 @@ class StateError(NewsletterError):
 
 class DuplicateSendError(StateError):
     """The issue already went (or is going) to this audience; only an explicit resend repeats it."""
+
+
+class DnsLookupError(NewsletterError):
+    """A DNS query got no answer in time, or the resolver failed (not: the name has no record)."""

@@ -58,12 +58,13 @@ def add_subscribers(
     status: str = "confirmed",
     topics: tuple[str, ...] = (),
     prefix: str = "user",
+    domain: str = "example.org",
 ) -> list[int]:
     """Bulk-insert subscribers (and their topics) quickly; returns their ids."""
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     for i in range(count):
-        email = f"{prefix}{i}@example.org"
+        email = f"{prefix}{i}@{domain}"
         rows.append(
             {
                 "email": email,
@@ -78,7 +79,7 @@ def add_subscribers(
     ids = list(
         session.scalars(
             select(Subscriber.id)
-            .where(Subscriber.email.like(f"{prefix}%@example.org"))
+            .where(Subscriber.email.like(f"{prefix}%@{domain}"))
             .order_by(Subscriber.id)
         )
     )

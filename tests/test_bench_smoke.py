@@ -104,3 +104,27 @@ def test_import_benchmark_runs_and_counts(capsys: pytest.CaptureFixture[str]) ->
         assert first["added"] > 250 and again["added"] == 0
         assert again["unchanged"] >= first["added"]  # everything stored is found again
         assert first["rows_per_second"] > 0 and first["cpu_seconds"] >= 0
+
+
+def test_deliverability_bench_runs_and_reports(tmp_path: Path) -> None:
+    """bench.deliverability on a tiny scale: every figure present, the Markdown block complete."""
+    from bench import deliverability
+
+    results: dict[str, object] = {
+        "machine": "tiny",
+        "command": "tests/test_bench_smoke.py",
+        "per_message": deliverability.dkim_per_message(count=20, repeats=1),
+        "campaigns": [deliverability.dkim_campaigns("sqlite", 200, 1)],
+        "pacing": deliverability.pacing(5_000),
+    }
+    per = results["per_message"]
+    assert isinstance(per, dict) and set(per["us"]) >= {"unsigned", "rsa-sha256"}
+    assert per["us"]["rsa-sha256"] > per["us"]["unsigned"]
+    text = deliverability.markdown(results)
+    assert text.startswith(deliverability.BEGIN) and text.endswith(deliverability.END)
+    assert "| sqlite | 200 | rsa-sha256 |" in text and "| limits on the 10 largest |" in text
+    target = tmp_path / "BENCHMARKS.md"
+    target.write_text("# Benchmarks\n")
+    deliverability.write(target, text)
+    deliverability.write(target, text)  # replaces its block, never appends a second
+    assert target.read_text().count(deliverability.BEGIN) == 1

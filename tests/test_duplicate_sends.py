@@ -141,3 +141,19 @@ def test_the_review_refuses_a_draft_issue(
     client = signed_in_client(db, settings, "admin")
     review = client.form("/admin/campaigns", {"issue": "42", "when": "now"})
     assert "issue 42 is a draft" in review.text and 'id="confirm-send"' not in review.text
+
+
+def test_active_and_inactive_audiences_never_overlap(
+    db: Database, settings: Settings, seeds_dir: Path
+) -> None:
+    """After the active readers had it, re-engaging the inactive is not a second send."""
+    load_issue_42(db, settings, seeds_dir)
+    with db.session() as session:
+        add_subscribers(session, 2)
+        first = campaigns.create_campaign(42, session=session).id
+    assert service.start(db, settings, first)
+    service.drain(db, settings, first)
+    with db.session() as session:
+        assert campaigns.create_campaign(42, session=session, audience="inactive").id
+    with db.session() as session, pytest.raises(DuplicateSendError, match=f"campaign #{first}"):
+        campaigns.create_campaign(42, session=session, audience="all")

@@ -15,8 +15,11 @@ from newsletter.cli import bounces as bounces_cli
 from newsletter.cli import campaigns as campaigns_cli
 from newsletter.cli import db as db_cli
 from newsletter.cli import demo as demo_cli
+from newsletter.cli import dkim as dkim_cli
+from newsletter.cli import dns as dns_cli
 from newsletter.cli import issues as issues_cli
 from newsletter.cli import outbox as outbox_cli
+from newsletter.cli import relays as relays_cli
 from newsletter.cli import resources as resources_cli
 from newsletter.cli import schedule as schedule_cli
 from newsletter.cli import secret as secret_cli
@@ -48,6 +51,9 @@ app.command("demo")(demo_cli.demo)
 app.add_typer(schedule_cli.app, name="schedule")
 app.add_typer(schedule_cli.scheduler_app, name="scheduler")
 app.add_typer(bounces_cli.app, name="bounces")
+app.add_typer(dkim_cli.app, name="dkim")
+app.add_typer(dns_cli.app, name="dns")
+app.add_typer(relays_cli.app, name="relays")
 
 
 def main(argv: list[str] | None = None) -> None:

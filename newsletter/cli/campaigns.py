@@ -40,6 +40,9 @@ def create(
     resend: bool = typer.Option(
         False, "--resend", help="Send even if this issue already went to this audience."
     ),
+    audience: str = typer.Option(
+        "active", help="active (the default: not the inactive), inactive (re-engagement) or all."
+    ),
 ) -> None:
     """Create a draft campaign for an issue (refused if it already went to this audience)."""
     app_ctx = app_context(ctx)
@@ -47,7 +50,7 @@ def create(
     campaigns.check_topics(topic, known)
     with app_ctx.db.session() as session:
         campaign = campaigns.create_campaign(
-            issue, session=session, topics=topic, name=name, resend=resend
+            issue, session=session, topics=topic, name=name, resend=resend, audience=audience
         )
         console.print(f"campaign #{campaign.id} created for issue {issue} ({campaign.status})")
 
@@ -223,6 +226,12 @@ def _print_report(
             f"{e['machine_opens']} opens, {e['machine_clicks']} clicks",
             highlight=False,
         )
+    if report.relays:
+        carried = ", ".join(
+            f"{r['relay']} {r['batches']} batches ({r['recipients']} recipients)"
+            for r in report.relays
+        )
+        console.print(f"relays: {carried}", highlight=False)
     if report.unknown:
         console.print(
             f"[yellow]{len(report.unknown)} maybe sent (unknown):[/] reconcile from "
@@ -230,6 +239,12 @@ def _print_report(
         )
         for row in report.unknown[:20]:
             console.print(f"  #{row['ledger_id']} {row['email']}: {row['detail']}", highlight=False)
+    if recipients and report.batches:
+        batches = Table("batch", "status", "size", "attempts", "relay", "error")
+        for b in report.batches:
+            batches.add_row(str(b["seq"]), b["status"], str(b["size"]), str(b["attempts"]),
+                            b["relay"] or "", b["error"] or "")  # fmt: skip
+        console.print(batches)
     if recipients:
         table = Table("ledger id", "email", "status", "attempts", "detail")
         for row in report.recipients:

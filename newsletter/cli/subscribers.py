@@ -219,3 +219,28 @@ def demo_step(app_ctx: AppContext) -> None:
     with app_ctx.db.session() as session:
         confirmed = service.list_subscribers(session=session, status=SubscriberStatus.CONFIRMED)
     console.print(f"{len(confirmed)} confirmed subscribers")
+
+
+@app.command("sunset")
+def sunset(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Machine-readable.")
+) -> None:
+    """Mark who stopped reading inactive, reactivate who came back, suppress who never did.
+
+    It also runs before every campaign start (setting ``sunset``).
+    """
+    from datetime import UTC, datetime
+
+    from newsletter.deliverability import sunset as sunset_rules
+
+    app_ctx = app_context(ctx)
+    with app_ctx.db.session() as session:
+        report = sunset_rules.run(session, app_ctx.settings, now=datetime.now(UTC))
+    if as_json:
+        print(json.dumps(report.as_dict()))
+        return
+    console.print(
+        f"{report.marked} marked inactive, {report.reactivated} active again, "
+        f"{report.suppressed} suppressed after re-engagement campaign(s) "
+        f"{', '.join(f'#{c}' for c in report.campaigns) or 'none'}"
+    )

@@ -3,6 +3,7 @@
 from newsletter.models.accounts import Role, User, UserSession
 from newsletter.models.base import Base, UTCDateTime, utcnow
 from newsletter.models.bounces import GuardBaseline, InboundKind, InboundMail
+from newsletter.models.deliverability import WarmupDay
 from newsletter.models.issues import Issue, IssueItem, IssueSection, IssueStatus
 from newsletter.models.jobs import Job, JobState
 from newsletter.models.resources import Resource, ResourceTopic
@@ -65,5 +66,6 @@ __all__ = [
     "UTCDateTime",
     "User",
     "UserSession",
+    "WarmupDay",
     "utcnow",
 ]

@@ -84,6 +84,9 @@ class Campaign(Base):
     # The admin chose to send this issue again to an audience that already had it.
     allow_resend: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     total_recipients: Mapped[int] = mapped_column(Integer, default=0)
+    # Who it goes to: "active" (inactive subscribers left out: sunset), "inactive" (a
+    # re-engagement campaign) or "all".
+    audience: Mapped[str] = mapped_column(String(20), default="active", server_default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -110,6 +113,7 @@ class SendBatch(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     provider_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
+    relay: Mapped[str | None] = mapped_column(String(200))  # which relay(s) carried it
 
 
 class Delivery(Base):

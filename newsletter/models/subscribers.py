@@ -86,6 +86,9 @@ class Subscriber(Base):
     # when the soft bounces since the last delivery happened (ISO 8601, oldest first,
     # at most soft_bounce_limit kept): the window of the soft-bounce rule
     soft_bounce_log: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    # Sunset: no open or click in the last N campaigns; left out of sends by default
+    # (deliverability.sunset).  Cleared by their next open or click.
+    inactive_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     topic_rows: Mapped[list[SubscriberTopic]] = relationship(
         back_populates="subscriber",

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from newsletter.deliverability.report import batch_rows, relay_totals
 from newsletter.errors import DuplicateSendError, NotFoundError, StateError, ValidationError
 from newsletter.models.issues import Issue, IssueStatus
 from newsletter.models.sending import (
@@ -50,6 +51,9 @@ def get_issue_by_number(number: int, *, session: Session) -> Issue:
     return issue
 
 
+AUDIENCES = ("active", "inactive", "all")
+
+
 # Campaigns that have reached, or will reach, their audience.
 GOING = (CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED)
 GONE = (CampaignStatus.SENT,)
@@ -60,12 +64,22 @@ def audience_label(topics: Sequence[str]) -> str:
 
 
 def _overlaps(a: Sequence[str], b: Sequence[str]) -> bool:
-    """Whether two audiences can share a subscriber: everyone meets everything."""
+    """Whether two topic audiences can share a subscriber: everyone meets everything."""
     return not a or not b or bool(set(a) & set(b))
 
 
+def _same_people(a: str, b: str) -> bool:
+    """Whether two sunset audiences can share a subscriber (active and inactive cannot)."""
+    return "all" in (a, b) or a == b
+
+
 def earlier_send(
-    issue_id: int, topics: Sequence[str], *, session: Session, exclude: int | None = None
+    issue_id: int,
+    topics: Sequence[str],
+    *,
+    session: Session,
+    exclude: int | None = None,
+    audience: str = "active",
 ) -> Campaign | None:
     """The first other campaign of this issue that reached or will reach part of this audience.
 
@@ -85,7 +99,14 @@ def earlier_send(
     )
     if exclude is not None:
         query = query.where(Campaign.id != exclude)
-    return next((c for c in session.scalars(query) if _overlaps(c.topics, topics)), None)
+    return next(
+        (
+            c
+            for c in session.scalars(query)
+            if _overlaps(c.topics, topics) and _same_people(c.audience, audience)
+        ),
+        None,
+    )
 
 
 def describe_earlier(campaign: Campaign) -> str:
@@ -96,10 +117,15 @@ def describe_earlier(campaign: Campaign) -> str:
 
 
 def check_first_send(
-    issue: Issue, topics: Sequence[str], *, session: Session, exclude: int | None = None
+    issue: Issue,
+    topics: Sequence[str],
+    *,
+    session: Session,
+    exclude: int | None = None,
+    audience: str = "active",
 ) -> None:
     """Refuse a second send of an issue to an audience that already has it (``--resend``)."""
-    earlier = earlier_send(issue.id, topics, session=session, exclude=exclude)
+    earlier = earlier_send(issue.id, topics, session=session, exclude=exclude, audience=audience)
     if earlier is None:
         return
     verb = "already went" if earlier.started_at else "is already scheduled to go"
@@ -129,17 +155,22 @@ def create_campaign(
     name: str | None = None,
     scheduled_at: datetime | None = None,
     resend: bool = False,
+    audience: str = "active",
 ) -> Campaign:
     """A draft (or scheduled) campaign sending an issue to everyone, or to given topics.
 
     Refused when the issue already went (or is scheduled to go) to part of this
     audience, unless ``resend``; a scheduled one also needs a ready issue.
+    ``audience``: "active" (inactive subscribers left out), "inactive" (re-engage
+    them) or "all".
     """
+    if audience not in AUDIENCES:
+        raise ValidationError(f"audience must be one of {', '.join(AUDIENCES)}, not {audience!r}")
     issue = get_issue_by_number(issue_number, session=session)
     if scheduled_at is not None:
         check_sendable(issue)
     if not resend:
-        check_first_send(issue, topics, session=session)
+        check_first_send(issue, topics, session=session, audience=audience)
     campaign = Campaign(
         issue_id=issue.id,
         name=name or issue.title,
@@ -150,6 +181,7 @@ def create_campaign(
         consecutive_failures=0,
         total_recipients=0,
         allow_resend=resend,
+        audience=audience,
     )
     session.add(campaign)
     session.flush()
@@ -183,6 +215,7 @@ def start_campaign(
     batch_size: int,
     now: datetime,
     transport: str | None = None,
+    engagement: str | None = None,
 ) -> bool:
     """Freeze the audience and set the campaign sending; False if it had already started.
 
@@ -197,7 +230,10 @@ def start_campaign(
     assert issue is not None  # issues with campaigns cannot be deleted (RESTRICT)
     check_sendable(issue)
     if not campaign.allow_resend:
-        check_first_send(issue, campaign.topics, session=session, exclude=campaign_id)
+        check_first_send(
+            issue, campaign.topics, session=session, exclude=campaign_id,
+            audience=campaign.audience,
+        )  # fmt: skip
     issue_id = campaign.issue_id
     # Release this session's connection before the checks open their own: holding one
     # while waiting for another deadlocks the pool under many concurrent starts.  It
@@ -218,14 +254,18 @@ def start_campaign(
     )
     if not getattr(won, "rowcount", 0):
         return False
-    topics = session.scalar(select(Campaign.topics).where(Campaign.id == campaign_id)) or []
+    topics, audience = session.execute(
+        select(Campaign.topics, Campaign.audience).where(Campaign.id == campaign_id)
+    ).one()
     total = insert_audience(
         campaign_id,
         session=session,
         universe=universe,
-        topics=topics,
+        topics=topics or [],
         now=now,
         batch_size=batch_size,
+        audience=audience,
+        engagement=engagement,  # most engaged first (warm-up)
     )
     assign_batches(campaign_id, session=session, size=batch_size)  # rows left unbatched: none
     session.execute(
@@ -390,6 +430,8 @@ class CampaignReport:
     complained: int = 0  # recipients who reported it as spam (a feedback loop or SendGrid)
     unknown: list[dict[str, Any]] = field(default_factory=list)
     recipients: list[dict[str, Any]] = field(default_factory=list)
+    relays: list[dict[str, Any]] = field(default_factory=list)  # batches per relay
+    batches: list[dict[str, Any]] = field(default_factory=list)  # each batch and its relay
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -460,6 +502,8 @@ def campaign_report(
         complained=complained,
     )
     report.unknown = _rows(session, campaign_id, [DeliveryStatus.UNKNOWN], limit=None)
+    report.relays = relay_totals(session, campaign_id)
+    report.batches = batch_rows(session, campaign_id)
     if with_recipients:
         report.recipients = _rows(session, campaign_id, None, limit=limit)
     return report

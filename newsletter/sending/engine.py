@@ -12,19 +12,34 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
+from newsletter.deliverability.warmup import WarmupPlan
 from newsletter.errors import DatabaseError, NewsletterError, ValidationError
 from newsletter.sending.store import Store
-from newsletter.sending.types import ClaimedBatch, Submission
+from newsletter.sending.types import Addressee, ClaimedBatch, Submission
 from newsletter.transports.base import BatchResult, MessageBatch, Messenger, Outcome, uniform
 
 log = logging.getLogger(__name__)
 
 Preparer = Callable[[ClaimedBatch], MessageBatch]
+
+
+class Pacing(Protocol):
+    """Per receiving domain pacing (``deliverability.pacing.Pacer``): who may go now."""
+
+    def admit(
+        self, recipients: Sequence[Addressee], now: datetime
+    ) -> tuple[list[Addressee], datetime | None]: ...
+
+    def observe(
+        self, recipients: Iterable[Addressee], result: BatchResult, now: datetime
+    ) -> None: ...
+
+
 Hook = Callable[[str, ClaimedBatch], None]
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -97,6 +112,7 @@ class WorkerStats:
     requeued: int = 0
     unknown: int = 0
     skipped: int = 0
+    deferred: int = 0  # held back by pacing or warm-up (sent later, not counted as attempts)
     db_retries: int = 0
     paused: list[str] = field(default_factory=list)
 
@@ -112,6 +128,8 @@ class Worker:
     rng: random.Random = field(default_factory=random.Random)
     hook: Hook | None = None
     stats: WorkerStats = field(default_factory=WorkerStats)
+    pacer: Pacing | None = None
+    warmup: WarmupPlan | None = None
 
     def __post_init__(self) -> None:
         self.throttle = Throttle(self.policy.rate_per_second, self.clock, self.sleep)
@@ -217,6 +235,12 @@ class Worker:
         if not batch.recipients:
             self._settle(batch, BatchResult(()))
             return
+        batch, deferred, later = self._admit(batch)
+        if not batch.recipients:
+            # Nothing may go yet (pacing, warm-up): hand it back until the first may.
+            self.stats.deferred += len(deferred)
+            self._db(self.store.release, batch.id, not_before=later)
+            return
         try:
             message_batch = self.prepare(batch)
         except NewsletterError as exc:
@@ -224,14 +248,52 @@ class Worker:
             self._pause(batch.campaign_id, f"cannot prepare batch {batch.id}: {exc}")
             return
         self.throttle.wait(len(batch.recipients))
-        if not self._db(self.store.mark_submitting, batch.id, now=self.clock()):
+        if not self._db(self.store.mark_submitting, batch.id, now=self.clock(), deferred=deferred):
             log.info("batch %s not sent: its campaign stopped, or it was taken over", batch.id)
             return
         self._submitted = True
+        self.stats.deferred += len(deferred)
         self._fire("submitting", batch)
         result = self._send(message_batch)
         self._fire("sent", batch)
-        self._settle(batch, result)
+        if self.pacer is not None:
+            self.pacer.observe(batch.recipients, result, self.clock())
+        self._settle(batch, result, deferred_until=later if deferred else None)
+
+    def _admit(self, batch: ClaimedBatch) -> tuple[ClaimedBatch, list[int], datetime | None]:
+        """The part of the batch that may go now, the ledger ids held back, and until when.
+
+        Pacing decides per receiving domain; then the warm-up allowance (shared
+        by every worker: one store call) takes the first of those, which the
+        freeze ordered most engaged first.  Without either, the batch as it is.
+        """
+        if self.pacer is None and self.warmup is None:
+            return batch, [], None
+        now = self.clock()
+        admitted, later = (
+            self.pacer.admit(batch.recipients, now)
+            if self.pacer is not None
+            else (list(batch.recipients), None)
+        )
+        if self.warmup is not None and admitted:
+            granted = self._db(
+                self.store.reserve, self.warmup.domain, len(admitted), now=now,
+                plan=self.warmup, campaign_id=batch.campaign_id,
+            )  # fmt: skip
+            if granted.granted < len(admitted):
+                log.info(
+                    "warm-up day %d for %s: %d of %d allowed today; the rest from %s",
+                    granted.day_number, self.warmup.domain, granted.sent, granted.allowance,
+                    granted.resume_at,
+                )  # fmt: skip
+                admitted = admitted[: granted.granted]
+                resume = granted.resume_at
+                later = resume if later is None or resume is None else max(later, resume)
+        if len(admitted) == len(batch.recipients):
+            return batch, [], None
+        kept = {a.delivery_id for a in admitted}
+        deferred = [a.delivery_id for a in batch.recipients if a.delivery_id not in kept]
+        return replace(batch, recipients=tuple(admitted)), deferred, later
 
     def _send(self, message_batch: MessageBatch) -> BatchResult:
         """A messenger returns outcomes; if one raises anyway, the batch may have left: unknown.
@@ -252,9 +314,13 @@ class Worker:
             detail = f"{type(exc).__name__}: {exc}"
             return uniform(message_batch, Outcome.UNKNOWN, detail, error=None)
 
-    def _settle(self, batch: ClaimedBatch, result: BatchResult) -> None:
+    def _settle(
+        self, batch: ClaimedBatch, result: BatchResult, *, deferred_until: datetime | None = None
+    ) -> None:
         now = self.clock()
-        submission = self.policy.settle(result, batch.attempts, now, self.rng)
+        submission = self.policy.settle(result, _tries(batch, result), now, self.rng)
+        if deferred_until is not None:
+            submission = replace(submission, deferred_until=deferred_until)
         accepted = sum(1 for r in result.results if r.outcome is Outcome.ACCEPTED)
         failed = bool(result.results) and accepted == 0 and result.retry_after is None
         # Nothing can pause the campaign after this batch, so the store may record it, note
@@ -296,3 +362,15 @@ class Worker:
     def _fire(self, stage: str, batch: ClaimedBatch) -> None:
         if self.hook is not None:
             self.hook(stage, batch)
+
+
+def _tries(batch: ClaimedBatch, result: BatchResult) -> int:
+    """This attempt's number for the batch's temporaries: their own count, not the batch's.
+
+    A batch is claimed again for recipients that pacing or warm-up held back, who
+    have not been tried; the most-tried temporary recipient decides back-off and
+    giving up.
+    """
+    temporary = {r.ref for r in result.results if r.outcome is Outcome.TEMPORARY}
+    tries = [a.attempts + 1 for a in batch.recipients if str(a.delivery_id) in temporary]
+    return max(tries, default=batch.attempts)

@@ -86,7 +86,7 @@ _CLAIM_CTES = f"""
     ),
     queued AS MATERIALIZED (
         SELECT d.id AS did, d.subscriber_id AS sid, s.email, s.name, d.email_hash AS eh,
-               {_SKIP_REASON} AS reason
+               d.attempts AS tries, {_SKIP_REASON} AS reason
         FROM locked
         JOIN deliveries d ON d.batch_id = locked.id AND d.status = 'queued'
         LEFT JOIN subscribers s ON s.id = d.subscriber_id
@@ -97,7 +97,8 @@ _CLAIM_CTES = f"""
         RETURNING deliveries.id
     )
 """
-# A head row (kind 0) for the claimed batch, then one row (kind 1) per eligible recipient.
+# A head row (kind 0) for the claimed batch, then one row (kind 1) per eligible recipient
+# (its ledger id, subscriber id, attempts so far, then address, name and hash).
 _CLAIM_ROWS = """
     SELECT 0 AS kind, CAST(c.id AS BIGINT) AS a, c.campaign_id AS b, c.attempts AS n,
            l.issue_id AS m, (SELECT count(*) FROM skipped) AS k,
@@ -105,7 +106,7 @@ _CLAIM_ROWS = """
            CAST(NULL AS TEXT) AS t3
     FROM claimed c JOIN locked l ON l.id = c.id
     UNION ALL
-    SELECT 1, q.did, q.sid, NULL, NULL, NULL, q.email, q.name, q.eh
+    SELECT 1, q.did, q.sid, q.tries, NULL, NULL, q.email, q.name, q.eh
     FROM queued q WHERE q.reason IS NULL
 """
 
@@ -134,9 +135,15 @@ _RECORD_CTES = """
         FROM v WHERE d.id = v.id AND v.state IS NULL AND d.batch_id = :batch_id
         RETURNING d.id
     ),
+    unparked AS (
+        UPDATE deliveries SET batch_id = :batch_id
+        WHERE :parked AND batch_id = -CAST(:batch_id AS INTEGER)
+        RETURNING id
+    ),
     batch AS (
         UPDATE send_batches
         SET status = :b_status, provider_id = :b_pid, error = :b_error,
+            relay = COALESCE(CAST(:b_relay AS VARCHAR), relay),
             finished_at = CASE WHEN :b_finished THEN :now ELSE finished_at END,
             claimed_by = CASE WHEN :b_released THEN NULL ELSE claimed_by END,
             not_before = CASE WHEN :b_released THEN :b_not_before ELSE not_before END
@@ -206,7 +213,9 @@ RECORD_AND_CLAIM = text(
 
 
 # Mark a batch submitting if it is still this worker's and its campaign still sending;
-# if the campaign stopped, hand the batch back (pending, unlocked) instead.  Answers
+# if the campaign stopped, hand the batch back (pending, unlocked) instead.  Rows held
+# back by pacing or warm-up are parked (batch_id negated: in no batch in flight, so
+# recovery never makes them unknown) until RECORD brings them back.  Answers
 # (marked, released).
 MARK_SUBMITTING = text(
     """
@@ -226,6 +235,13 @@ MARK_SUBMITTING = text(
         UPDATE send_batches SET status = 'pending', claimed_by = NULL
         FROM mine WHERE send_batches.id = mine.id AND NOT mine.go
         RETURNING send_batches.id
+    ),
+    parked AS (
+        UPDATE deliveries SET batch_id = -deliveries.batch_id
+        FROM mine
+        WHERE :parking AND mine.go AND deliveries.batch_id = mine.id
+          AND deliveries.id = ANY(CAST(:deferred AS BIGINT[])) AND deliveries.status = 'queued'
+        RETURNING deliveries.id
     )
     SELECT (SELECT count(*) FROM marked) > 0,
            (SELECT bool_and(pg_advisory_unlock(:lock_class, id)) FROM released) IS NOT NULL
@@ -248,7 +264,7 @@ def claimed_batch(rows: Sequence[Row[Any]]) -> ClaimedBatch | None:
         issue_id=issue_id,
         segment=decode_segment(segment, json.loads(topics) if topics else []),
         attempts=attempts,
-        recipients=tuple(Addressee(r[1], r[2], r[6], r[7], r[8]) for r in rows[1:]),
+        recipients=tuple(Addressee(r[1], r[2], r[6], r[7], r[8], r[3] or 0) for r in rows[1:]),
         skipped=int(skipped),
     )
 
@@ -263,6 +279,7 @@ def record_params(
     outcome: dict[str, Any],
     failed: bool | None,
     finish: bool,
+    parked: bool = False,
 ) -> dict[str, Any]:
     """Parameters for ``RECORD``; ``outcome`` is ``SqlStore._batch_outcome``'s column values."""
     ids: list[int] = []
@@ -293,10 +310,12 @@ def record_params(
         "b_status": str(status),
         "b_pid": outcome["provider_id"],
         "b_error": outcome["error"],
+        "b_relay": outcome.get("relay"),
         "b_finished": "finished_at" in outcome,
         "b_released": "not_before" in outcome,
         "b_not_before": outcome.get("not_before"),
         "b_closed": status in (BatchStatus.DONE, BatchStatus.UNKNOWN),
+        "parked": parked,
         "note": failed is not None,
         "failed": bool(failed),
         "finish": finish,

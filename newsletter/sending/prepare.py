@@ -30,6 +30,7 @@ from newsletter.tracking.links import LinkKey, issue_links, track
 from newsletter.tracking.linkstore import ensure_links
 from newsletter.tracking.personal import TrackedLinks
 from newsletter.tracking.tokens import LinkSigner
+from newsletter.transports import sender_from
 from newsletter.transports.base import MessageBatch, Recipient, Sender
 
 OPT_OUT_TTL_SECONDS = 60.0
@@ -241,3 +242,24 @@ class IssuePreparer:
             recipients=recipients,
             custom_args={"campaign_id": str(batch.campaign_id)},
         )
+
+
+def offline_preparer(settings: Settings, content: IssueContent, issue_id: int = 1) -> IssuePreparer:
+    """A preparer with no database, its issue and tracked links primed in memory (benchmarks).
+
+    The send floors measure the per-recipient work of a real campaign, tracked
+    links included, so the links a worker would store in ``issue_links`` are
+    worked out the same way, from the whole issue's render.
+    """
+    preparer = IssuePreparer(db=None, settings=settings, sender=sender_from(settings))  # type: ignore[arg-type]
+    preparer._content[issue_id] = content
+    full = render_issue(content, None, theme=settings, renderer=preparer.renderer)
+    specs = issue_links(full, content, resolve=preparer._resolve(content))
+    links = TrackedLinks(
+        issue_id=issue_id, urls={s.position: s.key.url for s in specs},
+        base_url=settings.base_url, signer=LinkSigner(settings.keyring.verifying),
+        opens=settings.track_opens,
+    )  # fmt: skip
+    preparer._tracked[issue_id] = ({s.key: s.position for s in specs}, links)
+    preparer._opted_out = (float("inf"), frozenset())
+    return preparer

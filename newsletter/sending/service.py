@@ -17,6 +17,10 @@ from datetime import datetime
 
 from newsletter.config import Settings
 from newsletter.db import Database, unavailable_as_error
+from newsletter.deliverability import sunset
+from newsletter.deliverability.engagement import engagement_sql
+from newsletter.deliverability.pacing import pacer_from
+from newsletter.deliverability.warmup import plan_from
 from newsletter.message import Template
 from newsletter.models.sending import CampaignStatus, TestSend
 from newsletter.sending import campaigns
@@ -25,7 +29,7 @@ from newsletter.sending.prepare import IssuePreparer
 from newsletter.sending.review import Review
 from newsletter.sending.review import review as build_review
 from newsletter.sending.sqlstore import SqlStore
-from newsletter.transports import Messenger, build_messenger, sender_from
+from newsletter.transports import Messenger, build_messenger, sender_from, signer_for
 from newsletter.transports.base import BatchResult, MessageBatch, Recipient
 
 
@@ -69,6 +73,8 @@ def open_worker(
             policy=policy_from(settings),
             clock=clock,
             hook=hook,
+            pacer=pacer_from(settings),
+            warmup=plan_from(settings),
         )
     finally:
         store.close()
@@ -103,7 +109,16 @@ def drain(
 def start(
     db: Database, settings: Settings, campaign_id: int, *, now: datetime | None = None
 ) -> bool:
-    """Preflight, freeze the audience and set the campaign sending (idempotent)."""
+    """Preflight, freeze the audience and set the campaign sending (idempotent).
+
+    The DKIM keys are loaded first: a campaign whose mail could not be signed
+    does not start at all.  The sunset runs first too, so the audience leaves
+    out whoever stopped reading.
+    """
+    signer_for(settings)
+    if settings.sunset:
+        with db.session() as session:
+            sunset.run(session, settings, now=now or system_now())
     checks = preparer_for(db, settings)
     with db.session() as session:
         return campaigns.start_campaign(
@@ -113,6 +128,7 @@ def start(
             batch_size=settings.batch_size,
             now=now or system_now(),
             transport=settings.transport,
+            engagement=engagement_sql() if settings.warmup else None,
         )
 
 

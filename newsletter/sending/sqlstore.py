@@ -14,18 +14,22 @@ import fcntl
 import functools
 import os
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, ParamSpec, TypeVar, cast
 
 from sqlalchemy import Connection, Table, and_, bindparam, exists, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from newsletter.db import Database, is_unavailable, unavailable_as_error
+from newsletter.deliverability.warmup import WarmupPlan
 from newsletter.errors import DatabaseError
+from newsletter.models.deliverability import WarmupDay
 from newsletter.models.sending import (
     BatchStatus,
     Campaign,
@@ -36,8 +40,16 @@ from newsletter.models.sending import (
 )
 from newsletter.models.subscribers import Subscriber, Suppression
 from newsletter.sending import pgsql
+from newsletter.sending.freeze import assign_batches
 from newsletter.sending.segments import decode_segment
-from newsletter.sending.types import Addressee, ClaimedBatch, Recorded, Recovery, Submission
+from newsletter.sending.types import (
+    Addressee,
+    ClaimedBatch,
+    Recorded,
+    Recovery,
+    Reservation,
+    Submission,
+)
 from newsletter.transports.base import Outcome, RecipientResult
 
 LOCK_CLASS = 7301  # advisory-lock namespace for send batches (mixed with the schema name)
@@ -179,6 +191,7 @@ class SqlStore:
                     detail="maybe sent: worker stopped after submitting",
                 )
             )
+            _requeue_parked(session, batch_id)
             recovery.unknown_batches.append(batch_id)
         else:
             _set_batch(session, batch_id, status=BatchStatus.PENDING, claimed_by=None)
@@ -281,6 +294,7 @@ class SqlStore:
                 Subscriber.email,
                 Subscriber.name,
                 Delivery.email_hash,
+                Delivery.attempts,
                 Subscriber.status,
                 Subscriber.paused_until,
                 suppressed.label("suppressed"),
@@ -291,12 +305,12 @@ class SqlStore:
         ).all()
         keep: list[Addressee] = []
         skip: list[dict[str, Any]] = []
-        for did, sid, email, name, ehash, status, paused, is_suppressed in rows:
+        for did, sid, email, name, ehash, tries, status, paused, is_suppressed in rows:
             reason = _skip_reason(email, status, paused, bool(is_suppressed), now)
             if reason:
                 skip.append({"b_id": did, "b_detail": reason})
             else:
-                keep.append(Addressee(did, sid, email, name, ehash))
+                keep.append(Addressee(did, sid, email, name, ehash, tries or 0))
         if skip:
             session.execute(
                 update(DELIVERIES)
@@ -309,14 +323,18 @@ class SqlStore:
         return keep, len(skip)
 
     @_mapped
-    def mark_submitting(self, batch_id: int, *, now: datetime) -> bool:
+    def mark_submitting(
+        self, batch_id: int, *, now: datetime, deferred: Sequence[int] = ()
+    ) -> bool:
         # SUBMITTING by this very worker too: a retry after a commit whose answer was lost
         # with the connection.  The provider has not been called yet either way.
         if self._postgres:  # one autocommit statement: committed when it returns
             rows, _ = self._on_locks(
                 pgsql.MARK_SUBMITTING,
                 {"batch_id": batch_id, "worker": self.worker_id, "now": now,
-                 "lock_class": self._lock_class},
+                 "lock_class": self._lock_class,
+                 "deferred": "{" + ",".join(map(str, deferred)) + "}",
+                 "parking": bool(deferred)},
             )  # fmt: skip
             marked, released = rows[0]
             if released:
@@ -338,6 +356,8 @@ class SqlStore:
                 _set_batch(session, batch_id, status=BatchStatus.PENDING, claimed_by=None)
             else:
                 _set_batch(session, batch_id, status=BatchStatus.SUBMITTING, submitted_at=now)
+                if deferred:
+                    _park(session, batch_id, deferred)
         if not sending:
             self._unlock(batch_id)
         return bool(sending)
@@ -374,7 +394,7 @@ class SqlStore:
             failures, temporary = failures + temporary, []
         accepted = groups.get(Outcome.ACCEPTED, [])
         unknown = groups.get(Outcome.UNKNOWN, [])
-        done = not temporary
+        done = not temporary and submission.deferred_until is None
         outcome = self._batch_outcome(submission, done, now)
         run = 0
         next_batch: ClaimedBatch | None = None
@@ -393,6 +413,7 @@ class SqlStore:
                 outcome=outcome,
                 failed=failed,
                 finish=finish,
+                parked=submission.deferred_until is not None,
             )
             self._held.discard(batch.id)  # released by the statement (or by a lost connection)
             if claim_next:
@@ -413,6 +434,8 @@ class SqlStore:
                 self._apply(session, unknown, DeliveryStatus.UNKNOWN, now)
                 if temporary:
                     self._bump_attempts(session, temporary, now)
+                if submission.deferred_until is not None:
+                    _unpark(session, batch.id)
                 _set_batch(session, batch.id, **outcome)
                 if failed is not None:
                     run = _note_outcome(session, batch.campaign_id, failed)
@@ -436,16 +459,19 @@ class SqlStore:
         result = submission.result
         first_id = next((r.provider_id for r in result.results if r.provider_id), None)
         values: dict[str, Any] = {"provider_id": first_id, "error": result.error}
+        if result.relay is not None:
+            values["relay"] = result.relay
         all_unknown = result.results and all(r.outcome is Outcome.UNKNOWN for r in result.results)
-        if all_unknown:
+        if all_unknown and submission.deferred_until is None:
             return {**values, "status": BatchStatus.UNKNOWN, "finished_at": now}
         if done:
             return {**values, "status": BatchStatus.DONE, "finished_at": now}
+        times = [t for t in (submission.retry_at, submission.deferred_until) if t is not None]
         return {
             **values,
             "status": BatchStatus.PENDING,
             "claimed_by": None,
-            "not_before": submission.retry_at,
+            "not_before": min(times) if times else None,
         }
 
     @staticmethod
@@ -484,6 +510,48 @@ class SqlStore:
             [{"b_id": int(r.ref), "b_detail": r.detail[:2000] or None} for r in results],
         )
 
+    # --- warm-up --------------------------------------------------------------
+
+    @_mapped
+    def reserve(
+        self, domain: str, wanted: int, *, now: datetime, plan: WarmupPlan, campaign_id: int
+    ) -> Reservation:
+        """Today's row of the domain, locked, grows by what fits under today's allowance.
+
+        A campaign held back says so in its ``status_reason`` (cleared once it is not).
+        """
+        today = plan.local_day(now)
+        with self.db.session() as session:
+            first = session.scalar(
+                select(func.min(WarmupDay.day)).where(WarmupDay.domain == domain)
+            )
+            number = plan.day_number(today, first)
+            allowance = plan.allowance(number)
+            insert = pg_insert if self._postgres else sqlite_insert
+            session.execute(
+                insert(WarmupDay)
+                .values(domain=domain, day=today, sent=0)
+                .on_conflict_do_nothing(index_elements=["domain", "day"])
+            )
+            sent = int(
+                session.scalar(
+                    select(WarmupDay.sent)
+                    .where(WarmupDay.domain == domain, WarmupDay.day == today)
+                    .with_for_update()
+                )
+                or 0
+            )
+            granted = max(0, min(wanted, allowance - sent))
+            if granted:
+                session.execute(
+                    update(WarmupDay)
+                    .where(WarmupDay.domain == domain, WarmupDay.day == today)
+                    .values(sent=WarmupDay.sent + granted)
+                )
+            resume = plan.next_day(now) if granted < wanted else None
+            _warmup_reason(session, campaign_id, number, allowance, resume)
+        return Reservation(granted, today, number, allowance, sent + granted, resume)
+
     # --- campaign state -------------------------------------------------------
 
     @_mapped
@@ -507,6 +575,61 @@ class SqlStore:
 
 
 # --- helpers ------------------------------------------------------------------
+
+
+WARMUP_REASON = "warm-up"
+
+
+def _warmup_reason(
+    session: Session, campaign_id: int, day: int, allowance: int, resume: datetime | None
+) -> None:
+    """Say why a sending campaign waits (or stop saying it once it does not)."""
+    held = Campaign.status_reason.like(f"{WARMUP_REASON}%")
+    if resume is None:
+        session.execute(
+            update(Campaign).where(Campaign.id == campaign_id, held).values(status_reason=None)
+        )
+        return
+    reason = (
+        f"{WARMUP_REASON}: day {day}'s allowance of {allowance} messages is used; "
+        f"the rest goes from {resume:%Y-%m-%d %H:%M} UTC"
+    )
+    session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.SENDING)
+        .values(status_reason=reason)
+    )
+
+
+def _park(session: Session, batch_id: int, deferred: Sequence[int]) -> None:
+    """Rows held back from a batch about to be submitted: out of it while it is in flight."""
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.batch_id == batch_id,
+            Delivery.id.in_(list(deferred)),
+            Delivery.status == DeliveryStatus.QUEUED,
+        )
+        .values(batch_id=-batch_id)
+    )
+
+
+def _unpark(session: Session, batch_id: int) -> None:
+    session.execute(
+        update(Delivery).where(Delivery.batch_id == -batch_id).values(batch_id=batch_id)
+    )
+
+
+def _requeue_parked(session: Session, batch_id: int) -> None:
+    """A batch lost in flight ends unknown; the rows it held back were never sent: new batches."""
+    parked = session.execute(
+        update(Delivery).where(Delivery.batch_id == -batch_id).values(batch_id=None)
+    )
+    if _rowcount(parked):
+        campaign_id, size = session.execute(
+            select(SendBatch.campaign_id, SendBatch.size).where(SendBatch.id == batch_id)
+        ).one()
+        assign_batches(campaign_id, session=session, size=max(1, size))
 
 
 def _note_outcome(session: Session, campaign_id: int, failed: bool) -> int:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from newsletter.sending.types import ClaimedBatch, Recorded, Recovery, Submission
+from newsletter.deliverability.warmup import WarmupPlan
+from newsletter.sending.types import ClaimedBatch, Recorded, Recovery, Reservation, Submission
 
 
 class Store(Protocol):
@@ -17,12 +19,17 @@ class Store(Protocol):
         """The next due batch of a sending campaign, exclusively; skips unsubscribed recipients."""
         ...
 
-    def mark_submitting(self, batch_id: int, *, now: datetime) -> bool:
+    def mark_submitting(
+        self, batch_id: int, *, now: datetime, deferred: Sequence[int] = ()
+    ) -> bool:
         """Commit 'maybe sent from here on' before the provider call, if it may still go.
 
         False if the batch is not this worker's any more (recovered after a
         lost connection), or if its campaign stopped sending (paused,
         cancelled): then the batch is handed back unsent in the same step.
+        ``deferred`` ledger rows (held back by pacing or warm-up) are parked
+        in the same step: not in flight, so a crash can never make them unknown;
+        ``record`` brings them back into the batch.
         """
         ...
 
@@ -48,6 +55,16 @@ class Store(Protocol):
 
     def release(self, batch_id: int, *, not_before: datetime | None) -> None:
         """Hand a claimed batch back unsent (shutdown, paused campaign)."""
+        ...
+
+    def reserve(
+        self, domain: str, wanted: int, *, now: datetime, plan: WarmupPlan, campaign_id: int
+    ) -> Reservation:
+        """Take up to ``wanted`` of the sending domain's warm-up allowance for today.
+
+        Shared by every worker; a campaign held back until tomorrow says so in its
+        status reason, so a half-sent campaign is never silently waiting.
+        """
         ...
 
     def note_outcome(self, campaign_id: int, *, failed: bool) -> int:

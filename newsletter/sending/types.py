@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from newsletter.transports.base import BatchResult
 
@@ -17,6 +17,11 @@ class Addressee:
     email: str
     name: str | None
     email_hash: str
+    attempts: int = 0  # provider attempts this ledger row has had (give up per recipient)
+
+    @property
+    def domain(self) -> str:
+        return self.email.rpartition("@")[2].lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +61,18 @@ class Submission:
     result: BatchResult
     retry_at: datetime | None
     give_up: bool  # temporaries have used every attempt: mark them failed
+    # Recipients held back by pacing or warm-up (not in ``result``): the batch stays
+    # pending until then, and they keep their attempts.
+    deferred_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What ``Store.reserve`` granted of a sending domain's warm-up allowance today."""
+
+    granted: int
+    day: date  # the plan's local day
+    day_number: int  # 1 = the plan's first day
+    allowance: int
+    sent: int  # today's count including this grant
+    resume_at: datetime | None  # when more may go (tomorrow's start), if not all was granted

@@ -13,6 +13,8 @@ Programmable behaviour (set the attributes before or between sends):
 - ``drop_after_data[address] = n``: take the whole message, then abort the
   connection before replying, the next n times (the client cannot know it
   was taken);
+- ``greylist = {"slow.example"}``: greylisting, the first RCPT TO of each
+  address at those domains answered 451, later ones accepted;
 - ``max_messages_per_connection = n``: close each connection after its
   n-th message, like a relay that limits messages per session;
 - ``SmtpSink(auth=("user", "secret"))``: offer AUTH PLAIN/LOGIN without TLS
@@ -66,6 +68,8 @@ class _SinkState:
     drop_at_rcpt: Counter[str] = field(default_factory=Counter)
     drop_after_data: Counter[str] = field(default_factory=Counter)
     max_messages_per_connection: int | None = None
+    greylist: set[str] = field(default_factory=set)  # domains
+    greylisted: Counter[str] = field(default_factory=Counter)  # address -> 451s given
 
 
 class SmtpSink(_SinkState):
@@ -225,6 +229,10 @@ class _Handler:
         reply = sink.rcpt_replies.get(address)
         if reply is not None:
             return reply
+        domain = address.rpartition("@")[2].lower()
+        if domain in sink.greylist and not sink.greylisted[address]:
+            sink.greylisted[address] += 1
+            return "451 4.7.1 Greylisted, please try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -7,6 +7,7 @@ from newsletter.errors import ConfigError
 from newsletter.transports.base import (
     BatchResult,
     MessageBatch,
+    MessageSigner,
     Messenger,
     Outcome,
     Recipient,
@@ -28,7 +29,21 @@ __all__ = [
     "Sender",
     "build_messenger",
     "sender_from",
+    "signer_for",
 ]
+
+
+def signer_for(settings: Settings) -> MessageSigner | None:
+    """DKIM keys loaded (and proved) once per process; None without ``dkim_selectors``.
+
+    Also what ``service.start`` calls before freezing an audience, so a missing
+    or broken key stops the start with one line instead of a half-sent campaign.
+    """
+    if not settings.dkim_selectors or settings.transport in ("sendgrid", "memory"):
+        return None
+    from newsletter.deliverability.dkim import signer_from
+
+    return signer_from(settings)
 
 
 def sender_from(settings: Settings) -> Sender:
@@ -36,11 +51,15 @@ def sender_from(settings: Settings) -> Sender:
 
 
 def build_messenger(settings: Settings) -> Messenger:
-    """The messenger the settings ask for."""
+    """The messenger the settings ask for (SMTP and outbox DKIM-signed with ``dkim_selectors``)."""
     from newsletter.bounces.verp import Verp
 
     if settings.transport == "outbox":
-        return OutboxMessenger(settings.outbox_path, envelope_sender=Verp.from_settings(settings))
+        return OutboxMessenger(
+            settings.outbox_path,
+            envelope_sender=Verp.from_settings(settings),
+            signer=signer_for(settings),
+        )
     if settings.transport == "memory":
         return MemoryMessenger()
     if settings.transport == "smtp":
@@ -56,7 +75,12 @@ def build_messenger(settings: Settings) -> Messenger:
             connections=settings.smtp_connections,
             timeout=settings.smtp_timeout_seconds,
             envelope_sender=Verp.from_settings(settings),
+            signer=signer_for(settings),
         )
+    if settings.transport == "relays":
+        from newsletter.deliverability.relays import build_relays
+
+        return build_relays(settings, signer_for(settings))
     if settings.transport == "sendgrid":
         from newsletter.transports.sendgrid import SendGridMessenger  # imports sendgrid lazily
 

@@ -67,6 +67,10 @@ class BatchResult:
     results: tuple[RecipientResult, ...]
     retry_after: float | None = None  # seconds the provider asked us to wait
     error: str | None = None  # the transport as a whole failed; pause and tell the admin
+    # The relay as a whole could not take mail (no connection, login or sender refused):
+    # the recipients it left TEMPORARY were never handed to it, so another relay may.
+    down: str | None = None
+    relay: str | None = None  # which relay carried the batch (recorded on send_batches)
 
     def by_outcome(self, outcome: Outcome) -> list[RecipientResult]:
         return [r for r in self.results if r.outcome is outcome]
@@ -89,6 +93,12 @@ def message_id(ref: str, sender: Sender) -> str:
     """A globally unique Message-ID that still names the ledger row, for support look-ups."""
     safe = "".join(ch for ch in ref if ch.isalnum() or ch in "-_.") or "msg"
     return f"<{safe}.{uuid.uuid4().hex}@{sender.domain}>"
+
+
+class MessageSigner(Protocol):
+    """Adds signature headers (DKIM) to a message's final wire bytes."""
+
+    def sign(self, message: bytes) -> bytes: ...
 
 
 class Messenger(Protocol):

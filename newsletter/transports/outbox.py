@@ -23,6 +23,7 @@ from newsletter.message import check_header_value
 from newsletter.transports.base import (
     BatchResult,
     MessageBatch,
+    MessageSigner,
     Outcome,
     Recipient,
     RecipientResult,
@@ -64,10 +65,11 @@ class OutboxMessenger:
     max_batch: int = 1000
     # ref -> the VERP bounce address, written as the Return-Path an MTA would add
     envelope_sender: Callable[[str], str] | None = None
+    signer: MessageSigner | None = None  # DKIM: applied to each message's final bytes
 
     def send(self, batch: MessageBatch) -> BatchResult:
         _check_sender(batch.sender)  # batch-wide: raise before anything is written
-        wire = BatchWire(batch, _render)  # the same bytes as _render, learnt once per batch
+        wire = BatchWire(batch, _render, self.signer)  # _render's bytes, learnt once per batch
         results: list[RecipientResult] = []
         for index, rcpt in enumerate(batch.recipients):
             msg_id = message_id(rcpt.ref, batch.sender)

@@ -42,6 +42,7 @@ from newsletter.errors import ConfigError, ValidationError
 from newsletter.transports.base import (
     BatchResult,
     MessageBatch,
+    MessageSigner,
     Outcome,
     Recipient,
     RecipientResult,
@@ -123,9 +124,10 @@ class _Slot:
 class _Run:
     """One batch being worked by several threads: a shared cursor and the results."""
 
-    def __init__(self, batch: MessageBatch) -> None:
+    def __init__(self, batch: MessageBatch, signer: MessageSigner | None = None) -> None:
         self.batch = batch
-        self.wire = BatchWire(batch, _render)  # wire bytes per recipient, learnt once per batch
+        # Wire bytes per recipient (learnt once per batch), DKIM-signed with a signer.
+        self.wire = BatchWire(batch, _render, signer)
         self.results: list[RecipientResult | None] = [None] * len(batch.recipients)
         self.stopped: _Unavailable | None = None
         self._next = 0
@@ -142,13 +144,15 @@ class _Run:
         with self._lock:
             self.stopped = self.stopped or failure
 
-    def result(self) -> BatchResult:
+    def result(self, relay: str) -> BatchResult:
         detail = self.stopped.detail if self.stopped else "not attempted"
         results = tuple(
             result or RecipientResult(rcpt.ref, Outcome.TEMPORARY, detail=detail)
             for rcpt, result in zip(self.batch.recipients, self.results, strict=True)
         )
-        return BatchResult(results, error=self.stopped.error if self.stopped else None)
+        if self.stopped is None:
+            return BatchResult(results, relay=relay)
+        return BatchResult(results, error=self.stopped.error, down=detail, relay=relay)
 
 
 class SMTPMessenger:
@@ -168,6 +172,7 @@ class SMTPMessenger:
         timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
         envelope_sender: Callable[[str], str] | None = None,
+        signer: MessageSigner | None = None,
     ) -> None:
         if security not in get_args(Security):
             raise ConfigError(f"smtp_security must be none, starttls or ssl, not {security!r}")
@@ -182,6 +187,7 @@ class SMTPMessenger:
         self._ssl_context = ssl_context
         # MAIL FROM per recipient (ref -> address: the VERP bounce address); None: the From.
         self._envelope_sender = envelope_sender
+        self.signer = signer  # DKIM: applied to each message's final bytes
         self._idle: list[_TrackedSMTP] = []
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
@@ -196,14 +202,23 @@ class SMTPMessenger:
         if not batch.recipients:
             return BatchResult(())
         _check_batch(batch)
-        run = _Run(batch)
+        run = _Run(batch, self.signer)
         workers = min(self.connections, len(batch.recipients))
         futures = [self._pool().submit(self._work, run) for _ in range(workers)]
         for future in futures:
             future.result()  # re-raises programming errors from a worker
-        result = run.result()
+        result = run.result(f"{self.host}:{self.port}")
         log.info("smtp: %d messages -> %s", len(result.results), _summary(result))
         return result
+
+    def check(self) -> str | None:
+        """A health check: connect, greet, log in and QUIT; None if fine, else what failed."""
+        try:
+            conn = self._open()
+        except _Unavailable as failure:
+            return failure.detail
+        _quit(conn)
+        return None
 
     def close(self) -> None:
         """QUIT every pooled connection and stop the worker threads (a later send reopens)."""

@@ -32,7 +32,7 @@ from email.utils import formatdate
 from typing import Any
 
 from newsletter.errors import ValidationError
-from newsletter.transports.base import MessageBatch, Recipient
+from newsletter.transports.base import MessageBatch, MessageSigner, Recipient
 
 Render = Callable[[MessageBatch, Recipient, str], bytes]
 
@@ -192,11 +192,18 @@ def _unstructured(name: str) -> bool:
 
 
 class BatchWire:
-    """``render(batch, rcpt, msg_id)`` for every recipient of one batch, mostly without MIME."""
+    """``render(batch, rcpt, msg_id)`` for every recipient of one batch, mostly without MIME.
 
-    def __init__(self, batch: MessageBatch, render: Render) -> None:
+    With a ``signer`` (DKIM) every message it returns is signed, whichever way it
+    was built: the one place the SMTP and outbox transports sign what they send.
+    """
+
+    def __init__(
+        self, batch: MessageBatch, render: Render, signer: MessageSigner | None = None
+    ) -> None:
         self.batch = batch
         self.render_standard = render
+        self.signer = signer
         template = batch.template
         self._slots = {
             "Subject": bool(template.subject.slots),
@@ -216,6 +223,11 @@ class BatchWire:
         return self._layout is not None
 
     def render(self, rcpt: Recipient, msg_id: str) -> bytes:
+        """The recipient's final wire bytes (signed, with a signer)."""
+        data = self._unsigned(rcpt, msg_id)
+        return data if self.signer is None else self.signer.sign(data)
+
+    def _unsigned(self, rcpt: Recipient, msg_id: str) -> bytes:
         if self._layout is None or not self._plain(rcpt) or not _MESSAGE_ID.fullmatch(msg_id):
             return self.render_standard(self.batch, rcpt, msg_id)
         data = self._fast(rcpt, msg_id, formatdate(localtime=False))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Form, Request
+from fastapi import Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from newsletter.admin import users
@@ -51,6 +51,17 @@ def _page(
 @router.get("/settings")
 def settings_page(request: Request, ctx: Ctx, identity: Admin) -> Response:
     return _page(request, ctx)
+
+
+@router.get("/settings/deliverability")
+def deliverability_page(
+    request: Request, ctx: Ctx, identity: Admin, relays: Annotated[str, Query(max_length=10)] = ""
+) -> Response:
+    """The DNS check (looked up now), relay health (probed on request) and warm-up."""
+    from newsletter.deliverability.admin import overview
+
+    data = overview(ctx.settings, ctx.db, probe=relays == "check")
+    return page(request, "settings/deliverability.html.j2", **data)
 
 
 @router.post("/users")
