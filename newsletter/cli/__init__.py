@@ -25,6 +25,7 @@ from newsletter.cli import schedule as schedule_cli
 from newsletter.cli import secret as secret_cli
 from newsletter.cli import serve as serve_cli
 from newsletter.cli import subscribers as subscribers_cli
+from newsletter.cli import tracking as tracking_cli
 from newsletter.cli import users as users_cli
 from newsletter.cli.common import err_console
 from newsletter.errors import NewsletterError
@@ -42,6 +43,7 @@ app.add_typer(subscribers_cli.app, name="subscribers")
 app.add_typer(users_cli.app, name="users")
 app.add_typer(secret_cli.app, name="secret")
 app.add_typer(outbox_cli.app, name="outbox")
+app.add_typer(tracking_cli.app, name="tracking")
 app.command("serve")(serve_cli.serve)
 app.add_typer(issues_cli.app, name="issue")
 app.add_typer(campaigns_cli.app, name="campaign")

@@ -24,7 +24,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 JOB_TABLE = "apscheduler_jobs"
 WAKEUP_PREFIXES = ("campaign-", "schedule-")
 BOUNCE_JOB = "bounces-poll"
+PURGE_JOB = "tracking-purge"
+PURGE_HOURS = 6  # the raw click/open log is trimmed to tracking_retention_days this often
 MAX_WAKEUPS = 200  # date jobs kept ahead; anything further is caught by the sweep
 
 _ACTIVE: dict[str, SchedulerRuntime] = {}
@@ -64,6 +66,14 @@ def poll_bounces(key: str) -> None:
         runtime = _ACTIVE.get(key)
     if runtime is not None:
         runtime.poll_bounces()
+
+
+def purge_tracking(key: str) -> None:
+    """The retention job: raw click and open events older than the limit are deleted."""
+    with _ACTIVE_LOCK:
+        runtime = _ACTIVE.get(key)
+    if runtime is not None:
+        runtime.purge_tracking()
 
 
 def wake(key: str) -> None:
@@ -212,6 +222,10 @@ class SchedulerRuntime:
             )  # fmt: skip
         elif scheduler.get_job(BOUNCE_JOB) is not None:
             scheduler.remove_job(BOUNCE_JOB)  # the mailbox was unconfigured since
+        scheduler.add_job(
+            purge_tracking, "interval", hours=PURGE_HOURS, args=[self.key], id=PURGE_JOB,
+            name=PURGE_JOB, replace_existing=True, next_run_time=self.clock(),
+        )  # fmt: skip
         self._scheduler = scheduler
 
     def _stop_apscheduler(self) -> None:
@@ -244,6 +258,20 @@ class SchedulerRuntime:
         if self.on_tick is not None:
             self.on_tick(runs, due)
         return runs, due
+
+    def purge_tracking(self) -> None:
+        """Delete raw engagement events past ``tracking_retention_days`` (the sums stay)."""
+        from newsletter.tracking.engagement import purge
+
+        before = self.clock() - timedelta(days=self.settings.tracking_retention_days)
+        try:
+            with self.db.session() as session:
+                deleted = purge(session=session, before=before)
+        except Exception:
+            log.exception("tracking purge failed; retried at the next interval")
+            return
+        if deleted:
+            log.info("tracking purge: %d events older than %s deleted", deleted, before.date())
 
     def poll_bounces(self) -> None:
         """Read the bounce mailbox once; a failure is logged and retried at the next interval."""

@@ -16,10 +16,31 @@ from sqlalchemy.orm import Session
 
 from newsletter.models.sending import Campaign, Delivery, TrackingEvent
 from newsletter.models.subscribers import Subscriber
+from newsletter.models.tracking import EngagementEvent, IssueLink
 
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _engagement(session: Session, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """First-party clicks and opens per ledger row: what we recorded, as we recorded it."""
+    found: dict[int, list[dict[str, Any]]] = {}
+    if not ids:
+        return found
+    rows = session.execute(
+        select(EngagementEvent, IssueLink.url)
+        .outerjoin(IssueLink, IssueLink.id == EngagementEvent.link_id)
+        .where(EngagementEvent.delivery_id.in_(ids))
+        .order_by(EngagementEvent.occurred_at)
+    )
+    for event, url in rows:
+        found.setdefault(event.delivery_id, []).append({
+            "kind": event.kind, "at": _iso(event.occurred_at), "link": url,
+            "machine": event.machine, "reason": event.reason, "user_agent": event.user_agent,
+            "network": event.network,
+        })  # fmt: skip
+    return found
 
 
 def sends_for(email_hash: str, *, session: Session) -> list[dict[str, Any]]:
@@ -39,6 +60,7 @@ def sends_for(email_hash: str, *, session: Session) -> list[dict[str, Any]]:
     ).all()
     ids = [delivery.id for delivery, _ in rows]
     events: dict[int, list[dict[str, Any]]] = {}
+    engagement = _engagement(session, ids)
     if ids:
         for event in session.scalars(
             select(TrackingEvent)
@@ -60,7 +82,10 @@ def sends_for(email_hash: str, *, session: Session) -> list[dict[str, Any]]:
             "delivered_at": _iso(delivery.delivered_at),
             "opens": delivery.opens,
             "clicks": delivery.clicks,
+            "machine_opens": delivery.machine_opens,
+            "machine_clicks": delivery.machine_clicks,
             "events": events.get(delivery.id, []),
+            "engagement": engagement.get(delivery.id, []),
         }
         for delivery, name in rows
     ]

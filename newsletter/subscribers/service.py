@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, exists, or_, select, update
+from sqlalchemy import Select, delete, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -256,15 +256,27 @@ def update_preferences(
     topics: Sequence[str],
     paused_until: datetime | None,
     now: datetime | None = None,
+    tracking: bool | None = None,
 ) -> None:
-    """Change topics and pause (token-authenticated: the person themselves)."""
+    """Change topics, pause and tracking (token-authenticated: the person themselves).
+
+    ``tracking`` None keeps the reader's choice; False sends them untracked
+    links and no open pixel from the next batch on, and drops hits from mail
+    they already have (``newsletter.tracking.engagement``).
+    """
     chosen = clean_topics(topics, allowed_topics)
     now = now or utcnow()
     if paused_until is not None and paused_until <= now:
         paused_until = None
     subscriber.set_topics(chosen)
     subscriber.paused_until = paused_until
-    detail = {"topics": chosen, "paused_until": paused_until.isoformat() if paused_until else None}
+    if tracking is not None:
+        subscriber.tracking = tracking
+    detail = {
+        "topics": chosen,
+        "paused_until": paused_until.isoformat() if paused_until else None,
+        "tracking": subscriber.tracking,
+    }
     store.record(
         session, ConsentKind.PREFERENCES, actor=actor, email_hash=subscriber.email_hash,
         subscriber=subscriber, detail=detail, now=now,
@@ -383,6 +395,16 @@ def erase(email: str, *, session: Session, actor: Actor) -> bool:
     if subscriber is not None:
         # The ledger keeps the row and the hash but loses the link (no foreign key does it).
         lock_audience(session, exclusive=True)
+        # The raw click/open log (times, user agents, network hashes) goes with the person;
+        # the per-link sums stay, anonymous, with the campaign's figures.
+        from newsletter.models.tracking import EngagementEvent
+
+        mine = select(Delivery.id).where(Delivery.subscriber_id == subscriber.id)
+        session.execute(
+            delete(EngagementEvent)
+            .where(EngagementEvent.delivery_id.in_(mine))
+            .execution_options(synchronize_session=False)
+        )
         session.execute(
             update(Delivery)
             .where(Delivery.subscriber_id == subscriber.id)
@@ -414,6 +436,7 @@ def subscriber_as_dict(row: Subscriber) -> dict[str, Any]:
         "paused_until": _iso(row.paused_until),
         "last_confirmation_sent_at": _iso(row.last_confirmation_sent_at),
         "soft_bounces": row.soft_bounces,
+        "tracking": row.tracking,
     }
 
 

@@ -86,6 +86,7 @@ class LinkCache:
         self.db, self.folder, self.keep_days = db, folder, keep_days
         self._urls: dict[tuple[int, int], str] = {}
         self._lock = threading.Lock()
+        self._refreshing = threading.Lock()  # one refresh (and snapshot write) at a time
         self._load_snapshot()
 
     def cached(self, issue_id: int, position: int) -> str | None:
@@ -110,6 +111,10 @@ class LinkCache:
 
     def refresh(self, *, now: datetime) -> None:
         """Load the links of every campaign of the retention period, and save the snapshot."""
+        with self._refreshing:
+            self._refresh(now)
+
+    def _refresh(self, now: datetime) -> None:
         since = now - timedelta(days=self.keep_days)
         with self.db.session() as session:
             recent = select(Campaign.issue_id).where(
@@ -120,7 +125,7 @@ class LinkCache:
                     IssueLink.issue_id.in_(recent)
                 )
             ).all()
-        if self._add((i, p, u) for i, p, u in rows):
+        if self._add((i, p, u) for i, p, u in rows) or not (self.folder / SNAPSHOT).exists():
             self._save_snapshot()
 
     def _add(self, rows: Iterable[tuple[int, int, str]]) -> bool:

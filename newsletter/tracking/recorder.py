@@ -16,7 +16,8 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -50,6 +51,7 @@ class Recorder:
     cache: LinkCache
     spool: Spool
     _network_key: bytes = b""
+    _draining: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def build(cls, settings: Settings, db: Database) -> Recorder:
@@ -105,7 +107,15 @@ class Recorder:
             self._spool("o", hit, head, user_agent, ip)
 
     def drain_once(self) -> DrainReport:
-        """Seal the current file and store every sealed one (also at start-up and shutdown)."""
+        """Seal the current file and store every sealed one (also at start-up and shutdown).
+
+        One drain at a time in a process: a caller (the CLI, a test) that drains
+        while the background thread is at it waits for it, then finds nothing left.
+        """
+        with self._draining:
+            return self._drain_once()
+
+    def _drain_once(self) -> DrainReport:
         self.spool.rotate()
         window = timedelta(seconds=self.settings.scanner_window_seconds)
 
@@ -129,15 +139,23 @@ class Drainer:
         self._thread.start()
 
     def _tick(self) -> None:
+        """Refresh the link cache when due, then seal and drain: each survives the other failing.
+
+        Sealing happens even when the database is down, so a file this process
+        wrote is never left locked: another process can store it if this one dies.
+        """
+        if time.monotonic() - self._refreshed >= self.refresh_every:
+            self._attempt("link cache refresh", lambda: self.recorder.cache.refresh(now=utcnow()))
+            self._refreshed = time.monotonic()
+        self._attempt("tracking drain", self.recorder.drain_once)
+
+    @staticmethod
+    def _attempt(what: str, work: Callable[[], object]) -> None:
         try:
-            if time.monotonic() - self._refreshed >= self.refresh_every:
-                self.recorder.cache.refresh(now=utcnow())
-                self._refreshed = time.monotonic()
-            self.recorder.drain_once()
+            work()
         except Exception as exc:  # the database is down, most likely: the spool keeps it all
-            log.warning(
-                "tracking drain postponed: %s", str(exc).splitlines()[0] if str(exc) else exc
-            )
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("%s postponed: %s", what, first)
 
     def _run(self) -> None:
         while not self.stop.is_set():

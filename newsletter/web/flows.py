@@ -50,6 +50,7 @@ class Preferences:
     topics: list[str]
     paused_until: datetime | None
     unsubscribe_token: str
+    tracking: bool = True
     all_topics: list[str] = field(default_factory=list)
 
 
@@ -138,6 +139,7 @@ def _preferences(ctx: WebContext, subscriber: Subscriber) -> Preferences:
         email=subscriber.email, name=subscriber.name, status=subscriber.status,
         topics=subscriber.topics, paused_until=paused,
         unsubscribe_token=ctx.tokens.make(Purpose.UNSUBSCRIBE, subscriber), all_topics=ctx.topics,
+        tracking=subscriber.tracking,
     )  # fmt: skip
 
 
@@ -149,8 +151,9 @@ def update_preferences(
     topics: Sequence[str],
     pause_days: int | None,
     source: str,
+    tracking: bool | None = None,
 ) -> Preferences:
-    """Save topics and pause; ``pause_days`` None keeps the pause, 0 resumes."""
+    """Save topics, pause and tracking; ``pause_days`` None keeps the pause, 0 resumes."""
     if pause_days is not None and not 0 <= pause_days <= MAX_PAUSE_DAYS:
         raise ValidationError(f"a pause must be between 0 and {MAX_PAUSE_DAYS} days")
     with ctx.db.session() as session:
@@ -162,5 +165,6 @@ def update_preferences(
         service.update_preferences(
             subscriber, session=session, actor=_actor(client, source),
             allowed_topics=ctx.topics, topics=topics, paused_until=paused_until, now=now,
+            tracking=tracking,
         )  # fmt: skip
         return _preferences(ctx, subscriber)

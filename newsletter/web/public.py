@@ -102,13 +102,20 @@ def save_preferences(
     token: str,
     topics: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
     pause: Annotated[str, Form()] = "keep",
+    tracking: Annotated[str, Form()] = "",
+    tracking_shown: Annotated[str, Form()] = "",
 ) -> Response:
-    """Save, then redirect to the page (POST/redirect/GET: a reload does not resubmit)."""
+    """Save, then redirect to the page (POST/redirect/GET: a reload does not resubmit).
+
+    An unticked checkbox sends nothing, so the form says it showed the tracking
+    box (``tracking_shown``); without it the reader's choice is left as it is.
+    """
     pause_days = None if pause == "keep" else _int(pause)
+    choice = (tracking == "on") if tracking_shown else None
     try:
         flows.update_preferences(
             ctx, token, Client.of(request), topics=topics, pause_days=pause_days,
-            source="web:preferences",
+            source="web:preferences", tracking=choice,
         )  # fmt: skip
     except ValidationError as exc:
         prefs = flows.preferences(ctx, token)

@@ -30,6 +30,9 @@ def build_templates(settings: Settings) -> Jinja2Templates:
     )
     env.globals["organisation"] = settings.organisation
     env.globals["postal_address"] = settings.postal_address
+    # The preferences page offers the tracking choice only while tracking is on at all.
+    env.globals["tracking_offered"] = settings.tracking
+    env.globals["retention_days"] = settings.tracking_retention_days
     return Jinja2Templates(env=env)
 
 
