@@ -39,7 +39,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from email import policy
@@ -211,12 +211,12 @@ def server_env(database_url: str, schema: str | None, workdir: Path) -> dict[str
 
 
 @contextmanager
-def serving(env: dict[str, str], workdir: Path) -> Iterator[str]:
-    """``newsletter serve`` on a free loopback port until the block ends."""
+def serving(env: dict[str, str], workdir: Path, extra: Sequence[str] = ()) -> Iterator[str]:
+    """``newsletter serve`` (with ``extra`` options) on a free loopback port until the block ends."""
     port = free_port()
     log = open(workdir / "serve.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "serve", "--host", HOST, "--port", str(port)],
+        [sys.executable, "-m", "newsletter", "serve", "--host", HOST, "--port", str(port), *extra],
         cwd=workdir,
         env=env,
         stdout=log,

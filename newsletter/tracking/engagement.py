@@ -23,10 +23,12 @@ from sqlalchemy.orm import Session
 from newsletter.models.sending import Campaign, Delivery, SendBatch
 from newsletter.models.subscribers import Subscriber
 from newsletter.models.tracking import EngagementEvent, IssueLink, LinkClick
-from newsletter.tracking import machine
+from newsletter.tracking import machine, pgsql
 from newsletter.tracking.machine import Hit
 
 DELIVERIES = cast(Table, Delivery.__table__)
+EVENTS = cast(Table, EngagementEvent.__table__)  # Core tables: the ORM's bulk path costs
+LINK_CLICKS = cast(Table, LinkClick.__table__)  # ~100 us a row, Core's a few
 CHUNK = 900  # bound parameters per IN list, under every backend's limit
 
 
@@ -101,6 +103,10 @@ def _links(session: Session, issues: set[int]) -> dict[tuple[int, int], int]:
     return {(issue, position): link_id for issue, position, link_id in rows}
 
 
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def _insert(session: Session, table: Any) -> Any:
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
@@ -132,12 +138,15 @@ def store_hits(
             "machine": reason is not None, "reason": reason,
             "user_agent": row.hit.user_agent or None, "network": row.network, "received_at": now,
         })  # fmt: skip
-    statement = (
-        _insert(session, EngagementEvent)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(EngagementEvent.event_id)
-    )
-    fresh_ids = set(session.execute(statement, events).scalars())
+    if _postgres(session):
+        fresh_ids = pgsql.insert_events(session, events, now)
+    else:
+        statement = (
+            _insert(session, EVENTS)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(EVENTS.c.event_id)
+        )
+        fresh_ids = set(session.execute(statement, events).scalars())
     fresh = [e for e in events if e["event_id"] in fresh_ids]
     report.stored, report.duplicates = len(fresh), len(events) - len(fresh)
     report.machine = sum(1 for e in fresh if e["machine"])
@@ -150,17 +159,22 @@ def store_hits(
 def _count_on_ledger(session: Session, events: Sequence[dict[str, Any]]) -> None:
     sums: dict[int, dict[str, Any]] = {}
     for e in events:
-        row = sums.setdefault(e["delivery_id"], {
-            "b_id": e["delivery_id"], "b_opens": 0, "b_clicks": 0, "b_mopens": 0, "b_mclicks": 0,
-            "b_opened": None, "b_clicked": None,
-        })  # fmt: skip
+        did, at = e["delivery_id"], e["occurred_at"]
+        row = sums.get(did)
+        if row is None:
+            row = sums[did] = {"b_id": did, "b_opens": 0, "b_clicks": 0, "b_mopens": 0,
+                               "b_mclicks": 0, "b_opened": None, "b_clicked": None}  # fmt: skip
         key = ("b_m" if e["machine"] else "b_") + ("opens" if e["kind"] == "open" else "clicks")
         row[key] += 1
         if not e["machine"]:  # a reader's click also means they opened it
-            row["b_opened"] = min(filter(None, (row["b_opened"], e["occurred_at"])))
-            if e["kind"] == "click":
-                row["b_clicked"] = min(filter(None, (row["b_clicked"], e["occurred_at"])))
+            if row["b_opened"] is None or at < row["b_opened"]:
+                row["b_opened"] = at
+            if e["kind"] == "click" and (row["b_clicked"] is None or at < row["b_clicked"]):
+                row["b_clicked"] = at
     if not sums:
+        return
+    if _postgres(session):
+        pgsql.add_to_ledger(session, list(sums.values()))
         return
     c = DELIVERIES.c
     session.execute(
@@ -183,24 +197,31 @@ def _count_per_link(session: Session, events: Sequence[dict[str, Any]]) -> None:
     for e in events:
         if e["link_id"] is None:
             continue
-        row = sums.setdefault((e["link_id"], e["delivery_id"]), {
-            "link_id": e["link_id"], "delivery_id": e["delivery_id"],
-            "campaign_id": e["campaign_id"], "human": 0, "machine": 0, "first_at": e["occurred_at"],
-        })  # fmt: skip
+        key = (e["link_id"], e["delivery_id"])
+        row = sums.get(key)
+        if row is None:
+            row = sums[key] = {
+                "link_id": e["link_id"], "delivery_id": e["delivery_id"],
+                "campaign_id": e["campaign_id"], "human": 0, "machine": 0,
+                "first_at": e["occurred_at"],
+            }  # fmt: skip
         row["machine" if e["machine"] else "human"] += 1
-        row["first_at"] = min(row["first_at"], e["occurred_at"])
+        if e["occurred_at"] < row["first_at"]:
+            row["first_at"] = e["occurred_at"]
     if not sums:
         return
-    insert = _insert(session, LinkClick)
+    if _postgres(session):
+        pgsql.add_per_link(session, list(sums.values()))
+        return
+    insert = _insert(session, LINK_CLICKS)
+    c = LINK_CLICKS.c
     session.execute(
         insert.on_conflict_do_update(
             index_elements=["link_id", "delivery_id"],
             set_={
-                "human": LinkClick.human + insert.excluded.human,
-                "machine": LinkClick.machine + insert.excluded.machine,
-                "first_at": func.least(LinkClick.first_at, insert.excluded.first_at)
-                if session.get_bind().dialect.name == "postgresql"
-                else func.min(LinkClick.first_at, insert.excluded.first_at),
+                "human": c.human + insert.excluded.human,
+                "machine": c.machine + insert.excluded.machine,
+                "first_at": func.min(c.first_at, insert.excluded.first_at),  # SQLite's scalar min
             },
         ),
         list(sums.values()),

@@ -31,6 +31,7 @@ from newsletter.tracking.spool import DrainReport, Spool, drain
 from newsletter.tracking.tokens import OPEN, Hit, LinkSigner
 
 log = logging.getLogger(__name__)
+NETWORK_CACHE = 50_000  # addresses remembered (then forgotten all at once)
 
 
 def network_of(ip: str | None) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
@@ -52,6 +53,7 @@ class Recorder:
     spool: Spool
     _network_key: bytes = b""
     _draining: threading.Lock = field(default_factory=threading.Lock)
+    _networks: dict[str, tuple[str | None, bool]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, db: Database) -> Recorder:
@@ -65,20 +67,36 @@ class Recorder:
         recorder._network_key = hmac.new(keys[-1].encode(), b"network", hashlib.sha256).digest()
         return recorder
 
-    def _network(self, ip: str | None) -> str | None:
-        """A keyed hash of the client's network: never the address itself (README: privacy)."""
-        net = network_of(ip)
-        if net is None:
-            return None
-        return hashlib.blake2b(str(net).encode(), key=self._network_key, digest_size=8).hexdigest()
+    def _network(self, ip: str | None) -> tuple[str | None, bool]:
+        """A keyed hash of the client's network (never the address itself) and "is it Apple's".
+
+        Remembered per address: a busy redirect sees the same proxies and offices
+        again and again, and parsing an address costs more than the rest of a hit.
+        """
+        if ip is None:
+            return None, False
+        known = self._networks.get(ip)
+        if known is None:
+            net = network_of(ip)
+            digest = None
+            if net is not None:
+                digest = hashlib.blake2b(
+                    str(net).encode(), key=self._network_key, digest_size=8
+                ).hexdigest()
+            known = (digest, is_apple(ip))
+            if len(self._networks) > NETWORK_CACHE:
+                self._networks.clear()
+            self._networks[ip] = known
+        return known
 
     def _spool(self, kind: str, hit: Any, head: bool, user_agent: str, ip: str | None) -> None:
         if not self.settings.tracking:
             return  # tracking off: links still work, nothing is recorded
+        network, apple = self._network(ip)
         record = {
             "id": secrets.token_hex(16), "k": kind, "d": hit.delivery_id, "i": hit.issue_id,
             "p": hit.position, "t": time.time(), "ua": user_agent[:300],
-            "n": self._network(ip), "a": 1 if is_apple(ip) else 0, "h": 1 if head else 0,
+            "n": network, "a": 1 if apple else 0, "h": 1 if head else 0,
         }  # fmt: skip
         self.spool.append(record)
 

@@ -45,6 +45,7 @@ def create_app(
     limits: RateLimits | None = None,
     clock: Callable[[], datetime] = utcnow,
     sends_in_process: bool = False,
+    drains_spool: bool = True,
 ) -> FastAPI:
     """The app; ``messenger`` defaults to the configured transport (closed on shutdown)."""
     require_secret(settings)
@@ -56,10 +57,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        drainer = Drainer(recorder)  # one per run of the app (tests run one app many times)
-        drainer.start()  # stores what a killed predecessor spooled, then every second
+        # One drainer per run of the app (tests run one app many times); it stores what a
+        # killed predecessor spooled, then every second.  With several web processes the
+        # supervising ``serve`` drains for all of them instead (``drains_spool=False``).
+        drainer = Drainer(recorder) if drains_spool else None
+        if drainer is not None:
+            drainer.start()
         yield
-        drainer.close()
+        if drainer is not None:
+            drainer.close()
+        else:
+            recorder.spool.rotate()  # seal what this process wrote for the drainer
         if owned:
             chosen.close()
 

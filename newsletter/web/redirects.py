@@ -14,7 +14,7 @@ from base64 import b64decode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from newsletter.tracking.recorder import Recorder
@@ -64,7 +64,13 @@ async def pixel(request: Request) -> Response:
     return Response(GIF, media_type="image/gif", headers=NO_STORE)
 
 
+async def health(_request: Request) -> Response:
+    """For load balancers and monitoring; also the benchmark's bare route of the same app."""
+    return PlainTextResponse("ok", headers={"cache-control": "no-store"})
+
+
 ROUTES = [
+    Route("/healthz", health, methods=["GET", "HEAD"]),
     Route("/r/{token}", click, methods=["GET", "HEAD"]),
     Route("/o/{token}.gif", pixel, methods=["GET", "HEAD"]),
 ]

@@ -39,10 +39,11 @@ def _env(port: int) -> dict[str, str]:
     }
 
 
-def _serve(folder: Path, port: int) -> subprocess.Popen[str]:
+def _serve(folder: Path, port: int, processes: int = 1) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "serve", "--port", str(port), "--no-worker"],
+        [sys.executable, "-m", "newsletter", "serve", "--port", str(port), "--no-worker",
+         "--processes", str(processes)],
         cwd=folder, env={**env, **_env(port)}, text=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -121,3 +122,23 @@ def test_a_sigkill_after_1000_answered_redirects_loses_no_click(
     drained = run("tracking", "drain", cwd=folder, env=_env(port))
     assert drained.returncode == 0 and "0 hits stored" in drained.stdout
     assert _events(folder) == (CLICKS, CLICKS)
+
+
+def test_several_web_processes_share_one_spool_and_one_drain(
+    sent: tuple[Path, int, list[str]],
+) -> None:
+    """``serve --processes 2``: the supervisor drains both processes' files, then stops cleanly."""
+    folder, port, paths = sent
+    server = _serve(folder, port, processes=2)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"user-agent": FIREFOX},
+                          timeout=10) as client:  # fmt: skip
+            for n in range(300):
+                assert client.get(paths[n % len(paths)], follow_redirects=False).status_code == 302
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    assert server.returncode == 0
+    assert _events(folder) == (300, 300)
+    left = list((folder / "var" / "tracking" / "spool").glob("*.jsonl"))
+    assert all(p.stat().st_size == 0 for p in left)  # nothing spooled was left behind
