@@ -150,12 +150,58 @@ def fill_cost(
     return statistics.median(samples) - _values_cost(len(people))
 
 
+def tracked_costs(
+    content: IssueContent, people: list[frozenset[str]], repeat: int
+) -> tuple[float, float, int]:
+    """With first-party tracking, as a campaign sends: (fill µs, signed values µs, links).
+
+    The templates carry a ``%%link_N%%`` per link and the pixel; the values add one
+    signed URL per link (``TrackedLinks.values``: one SHAKE call per recipient).
+    """
+    from newsletter.message import placeholder
+    from newsletter.tracking.links import issue_links, track
+    from newsletter.tracking.personal import TrackedLinks
+    from newsletter.tracking.tokens import LinkSigner
+
+    resolve = {placeholder("web_url", html=True): "https://news.example.org/archive/42"}
+    renderer = Renderer()
+    full = render_issue(content, None, theme=THEME, renderer=renderer)
+    specs = issue_links(full, content, resolve=resolve)
+    positions = {s.key: s.position for s in specs}
+    templates = {
+        segment: Template.compile(track(
+            render_issue(content, segment or None, theme=THEME, renderer=renderer),
+            sections=select_sections(content, segment or None), positions=positions,
+            resolve=resolve,
+        ))
+        for segment in set(people)
+    }  # fmt: skip
+    links = TrackedLinks(issue_id=42, urls={s.position: s.key.url for s in specs},
+                         signer=LinkSigner(["bench-secret-0123456789"]),
+                         base_url="https://news.example.org")  # fmt: skip
+    signed, fills = [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        extra = [links.values(n) for n in range(len(people))]
+        signed.append((time.perf_counter() - start) / len(people) * 1e6)
+        start = time.perf_counter()
+        for n, segment in enumerate(people):
+            templates[segment].fill({**values_for(n), **extra[n]})
+        fills.append((time.perf_counter() - start) / len(people) * 1e6)
+    return (
+        statistics.median(fills) - _values_cost(len(people)),
+        statistics.median(signed),
+        len(specs),
+    )
+
+
 def run(recipients: int, repeat: int) -> None:
     content = issue_42()
     people = audience(recipients)
     real = campaign(content, people)
     wide = campaign(wide_issue(content), people)
     fill_us = fill_cost(real.templates, people, repeat)
+    tracked_fill, signed_us, links = tracked_costs(content, people, repeat)
     one = time_one_render(content, repeat)
     size = len(render_issue(content, None, theme=THEME).html.encode())
     rows = [
@@ -172,6 +218,8 @@ def run(recipients: int, repeat: int) -> None:
             "Template.fill per recipient (median)",
             f"{fill_us:.1f} µs (target < {TARGET_FILL_US:.0f})",
         ),
+        (f"tracked ({links} links + pixel): Template.fill per recipient", f"{tracked_fill:.1f} µs"),
+        ("tracked: signing every link of a recipient", f"{signed_us:.1f} µs"),
         ("HTML size (whole Issue 42)", f"{size:,} bytes"),
     ]
     width = max(len(label) for label, _ in rows)

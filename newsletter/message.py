@@ -46,6 +46,18 @@ def placeholder(name: str, *, html: bool = False) -> str:
 _LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\x00")
 
 
+_HTML_SPECIAL = re.compile(r"[&<>\"']")
+
+
+def escape(value: str) -> str:
+    """``html.escape``, skipped for the usual value that has nothing to escape.
+
+    A tracked campaign fills a dozen URLs per recipient that are URL-safe by
+    construction; one regex search is cheaper than five ``str.replace`` calls.
+    """
+    return htmllib.escape(value) if _HTML_SPECIAL.search(value) else value
+
+
 def check_header_value(name: str, value: str) -> str:
     """Refuse any line break or NUL in anything that becomes a header: no header injection, ever."""
     if not _LINE_BREAKS.isdisjoint(value):
@@ -140,7 +152,7 @@ class Template:
         raw = {name: values.get(name, "") for name in self.names}
         for name in ("name", "email"):
             check_header_value(name, raw[name])
-        escaped = {name: htmllib.escape(value) for name, value in raw.items()}
+        escaped = {name: escape(value) for name, value in raw.items()}
         return RenderedEmail(
             subject=self.subject.fill(raw, escaped),
             html=self.html.fill(raw, escaped),
@@ -162,5 +174,5 @@ def substitutions(values: Mapping[str, str], names: tuple[str, ...] = FIELDS) ->
     for name in names:
         value = values.get(name, "")
         subs[placeholder(name)] = value
-        subs[placeholder(name, html=True)] = htmllib.escape(value)
+        subs[placeholder(name, html=True)] = escape(value)
     return subs

@@ -228,3 +228,13 @@ def test_a_file_another_process_holds_is_not_drained(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert spool.drain(tmp_path, lambda _r: None).files == 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=60))
+def test_the_cheap_escape_is_html_escape(text: str) -> None:
+    import html
+
+    from newsletter.message import escape
+
+    assert escape(text) == html.escape(text)

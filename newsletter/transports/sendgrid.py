@@ -31,7 +31,6 @@ request headers is filtered.
 
 from __future__ import annotations
 
-import html as htmllib
 import http.client
 import json
 import logging
@@ -52,6 +51,7 @@ from newsletter.message import (
     RenderedEmail,
     Template,
     check_header_value,
+    escape,
     placeholder,
     substitutions,
 )
@@ -351,7 +351,7 @@ class _Personalizer:
         raw["email"] = rcpt.email
         check_header_value("name", raw["name"])  # what Template.fill checks, in its order
         check_header_value("email", raw["email"])
-        escaped = {name: htmllib.escape(raw[name]) for name in self.escape}
+        escaped = {name: escape(raw[name]) for name in self.escape}
         filled = {key: part.fill(raw, escaped) for key, part in self.headers}
         name = _check_header("name", given.get("name") or "")
         item: JSON = {"to": [_address(rcpt.email, name)]}

@@ -21,7 +21,6 @@ the Date, the Message-ID and the random boundary (drawn the same way as
 
 from __future__ import annotations
 
-import html as htmllib
 import itertools
 import random
 import re
@@ -32,6 +31,7 @@ from email.utils import formatdate
 from typing import Any
 
 from newsletter.errors import ValidationError
+from newsletter.message import escape
 from newsletter.transports.base import MessageBatch, MessageSigner, Recipient
 
 Render = Callable[[MessageBatch, Recipient, str], bytes]
@@ -275,7 +275,7 @@ class BatchWire:
         head[multipart] = f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'.encode()
         raw = {name: rcpt.values.get(name, "") for name in self.batch.template.names}
         raw["email"] = rcpt.email
-        escaped = {name: htmllib.escape(value) for name, value in raw.items()}
+        escaped = {name: escape(value) for name, value in raw.items()}
         text = self._encode(self._text, filled.text, raw, escaped)
         html = self._encode(self._html, filled.html, raw, escaped)
         mark = b"--" + boundary.encode("ascii")
