@@ -113,9 +113,7 @@ class WebhookDelivery(Base):
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('pending', 'sending', 'delivered', 'failed')", name="status"
-        ),
+        CheckConstraint("status IN ('pending', 'sending', 'delivered', 'failed')", name="status"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
         Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
     )
@@ -124,9 +122,7 @@ class WebhookDelivery(Base):
     event_id: Mapped[int] = mapped_column(
         BIGINT, ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True
     )
-    endpoint_id: Mapped[int] = mapped_column(
-        ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
-    )
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(20), default=WebhookState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -47,7 +47,7 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Row
 
-from newsletter.automation.webhooks.emit import CAMPAIGN_SENT_CTES
+from newsletter.automation.webhooks.outbox import CAMPAIGN_SENT_CTES
 from newsletter.models.base import UTCDateTime, utcnow
 from newsletter.models.sending import BatchStatus, DeliveryStatus
 from newsletter.sending.segments import decode_segment

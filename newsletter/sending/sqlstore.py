@@ -26,7 +26,7 @@ from sqlalchemy.engine import Row, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from newsletter.automation.webhooks import emit as webhooks
+from newsletter.automation.webhooks import outbox as webhook_outbox
 from newsletter.db import Database, is_unavailable, unavailable_as_error
 from newsletter.deliverability.warmup import WarmupPlan
 from newsletter.errors import DatabaseError
@@ -666,7 +666,7 @@ def _finish_campaigns(session: Session, now: datetime) -> list[int]:
             .returning(Campaign.id)
         ).all()
         _mark_issues_published(session, ids, now)
-        webhooks.campaigns_sent(session, finished, now=now)  # in this transaction
+        webhook_outbox.campaigns_sent(session, finished, now=now)  # in this transaction
     return ids
 
 

@@ -6,6 +6,6 @@ of the change, in one line; nothing on those paths waits for the network.
 """
 
 from newsletter.automation.webhooks import events
-from newsletter.automation.webhooks.emit import Emission, emit, emit_many
+from newsletter.automation.webhooks.outbox import Emission, emit, emit_many
 
 __all__ = ["Emission", "emit", "emit_many", "events"]

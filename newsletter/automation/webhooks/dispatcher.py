@@ -44,7 +44,7 @@ from newsletter.automation.webhooks.registry import Resolver, safe_target, syste
 from newsletter.automation.webhooks.signing import SIGNATURE_HEADER, header
 from newsletter.config import Settings
 from newsletter.db import Database
-from newsletter.errors import ValidationError
+from newsletter.errors import StateError, ValidationError
 from newsletter.models.automation import (
     WebhookAttempt,
     WebhookDelivery,
@@ -66,7 +66,7 @@ D = WebhookDelivery
 
 def backoff(attempt: int, delivery_id: int) -> timedelta:
     """How long after failed attempt number ``attempt`` (1-based) the next one comes."""
-    base = min(LONGEST_RETRY, FIRST_RETRY * 2 ** max(0, min(attempt - 1, 20)))
+    base = min(LONGEST_RETRY, FIRST_RETRY * (1 << max(0, min(attempt - 1, 20))))
     spread = zlib.crc32(f"{delivery_id}:{attempt}".encode()) % 21 / 100  # 0-20 %, repeatable
     return base * (1 + spread)
 
@@ -270,6 +270,27 @@ class Dispatcher:
             .order_by(D.id)
         ).all()  # fmt: skip
         return [Job(*row) for row in rows]
+
+    def deliver_now(self, delivery_id: int) -> Attempt:
+        """Claim one pending delivery and make its attempt here (``webhooks test``)."""
+        now = self.clock()
+        lease = now + timedelta(seconds=2 * self.settings.webhook_timeout_seconds + 30)
+        with self.db.session() as session:
+            claimed = list(
+                session.scalars(
+                    update(D)
+                    .where(D.id == delivery_id, D.status == WebhookState.PENDING)
+                    .values(
+                        status=WebhookState.SENDING, lease_until=lease, claimed_by=self.worker_id,
+                        attempts=D.attempts + 1,
+                    )
+                    .returning(D.id)
+                )
+            )  # fmt: skip
+            jobs = self._jobs(session, claimed)
+        if not jobs:
+            raise StateError(f"webhook delivery #{delivery_id} is not waiting to be sent")
+        return self.deliver(jobs[0])
 
     # --- delivering --------------------------------------------------------------------------
 

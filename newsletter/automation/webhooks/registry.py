@@ -143,7 +143,7 @@ def create_endpoint(
     chosen = check_events(events)
     if len(description) > 300:
         raise ValidationError("the description is longer than 300 characters")
-    if session.scalar(select(func.count()).select_from(WebhookEndpoint)) >= MAX_ENDPOINTS:
+    if (session.scalar(select(func.count()).select_from(WebhookEndpoint)) or 0) >= MAX_ENDPOINTS:
         raise StateError(f"at most {MAX_ENDPOINTS} webhook endpoints; remove one first")
     secret = new_secret()
     row = WebhookEndpoint(

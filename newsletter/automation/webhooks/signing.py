@@ -2,7 +2,7 @@
 
 The scheme (README "Verifying a delivery") is Stripe's: the header
 
-    Newsletter-Signature: t=1700000000,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd
+    Newsletter-Signature: t=1700000000,v1=5257a869e7ec...8d8bd (64 hex digits)
 
 carries the Unix time of the attempt and the hex HMAC-SHA256, keyed with the
 endpoint's secret (the whole ``whsec_...`` string, as UTF-8), of

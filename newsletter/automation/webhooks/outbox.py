@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import literal, select
+from sqlalchemy import insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -125,7 +125,7 @@ def _fan_out(session: Session, event_ids: list[int], now: datetime, only: int | 
     if only is not None:
         source = source.where(WebhookEndpoint.id == only)
     columns = ["event_id", "endpoint_id", "status", "attempts", "next_attempt_at", "created_at"]
-    inserted = session.execute(WebhookDelivery.__table__.insert().from_select(columns, source))
+    inserted = session.execute(insert(WebhookDelivery).from_select(columns, source))
     return int(getattr(inserted, "rowcount", 0) or 0)
 
 
@@ -151,8 +151,9 @@ def send_test(session: Session, endpoint: WebhookEndpoint, *, actor: str, now: d
 # --- the emission points' shapes ----------------------------------------------------------
 
 
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:40]
+def _key(event: str, source_id: str) -> str:
+    """The dedupe key of an event about a stored provider or reader event (ids up to 200)."""
+    return f"{event}:{hashlib.sha256(source_id.encode()).hexdigest()[:40]}"
 
 
 def campaigns_sent(session: Session, campaign_ids: Sequence[int], *, now: datetime) -> int:
@@ -218,7 +219,7 @@ def message_events(session: Session, events: Sequence[ProviderEvent], *, now: da
 
     return _insert(
         session,
-        [Emission(MESSAGE_TYPES[e.event], data(e), f"{MESSAGE_TYPES[e.event]}:{_digest(e.event_id)}")
+        [Emission(MESSAGE_TYPES[e.event], data(e), _key(MESSAGE_TYPES[e.event], e.event_id))
          for e in relevant],
         now,
     )  # fmt: skip
@@ -233,7 +234,11 @@ def human_clicks(session: Session, hits: Sequence[dict[str, Any]], *, now: datet
 
     context = ev.message_context(session, {int(h["delivery_id"]) for h in clicks})
     link_ids = sorted({h["link_id"] for h in clicks if h["link_id"] is not None})
-    urls = dict(session.execute(select(IssueLink.id, IssueLink.url).where(IssueLink.id.in_(link_ids))).tuples().all()) if link_ids else {}  # fmt: skip
+    urls: dict[int, str] = {}
+    if link_ids:
+        query = select(IssueLink.id, IssueLink.url).where(IssueLink.id.in_(link_ids))
+        found = session.execute(query)
+        urls = dict(found.tuples().all())
 
     def data(hit: dict[str, Any]) -> ev.Data:
         base = context.get(int(hit["delivery_id"])) or ev.unknown_message(
@@ -243,7 +248,7 @@ def human_clicks(session: Session, hits: Sequence[dict[str, Any]], *, now: datet
 
     return _insert(
         session,
-        [Emission(ev.MESSAGE_CLICKED, data(h), f"{ev.MESSAGE_CLICKED}:{_digest(h['event_id'])}")
+        [Emission(ev.MESSAGE_CLICKED, data(h), _key(ev.MESSAGE_CLICKED, h["event_id"]))
          for h in clicks],
         now,
     )  # fmt: skip
@@ -280,7 +285,8 @@ CAMPAIGN_SENT_CTES = f"""
         INSERT INTO webhook_events (public_id, type, body, dedupe_key, created_at)
         SELECT d.eid, '{_SENT}',
                CAST(json_build_object(
-                   'id', d.eid, 'type', '{_SENT}', 'created_at', {_iso_sql("CAST(:now AS timestamptz)")},
+                   'id', d.eid, 'type', '{_SENT}',
+                   'created_at', {_iso_sql("CAST(:now AS timestamptz)")},
                    'data', json_build_object(
                        'campaign_id', d.id, 'name', d.name, 'issue_id', d.issue_id,
                        'issue_number', i.number, 'issue_title', i.title,
