@@ -115,7 +115,9 @@ def test_the_openapi_document_shows_the_bearer_scheme_and_each_scope(client: Tes
     assert len(operations) == len(api_routes())
     for path, op in operations:
         assert op["security"] == [{"apiToken": []}], path
-        assert op["x-required-scope"] in tokens.SCOPES and op["x-required-scope"] in op["description"]
+        assert (
+            op["x-required-scope"] in tokens.SCOPES and op["x-required-scope"] in op["description"]
+        )
 
 
 # --- what the scopes allow ----------------------------------------------------------------------
@@ -161,7 +163,9 @@ def test_subscribers_through_the_api(db: Database, client: TestClient, settings:
     assert made.status_code == 201, made.text
     ann = made.json()
     assert ann["email"] == "ann@example.org" and ann["status"] == "confirmed"
-    again = client.post("/api/v1/subscribers", json={"email": "ann@example.org"}, headers=auth(token))
+    again = client.post(
+        "/api/v1/subscribers", json={"email": "ann@example.org"}, headers=auth(token)
+    )
     assert again.status_code == 409
     changed = client.patch(
         f"/api/v1/subscribers/{ann['id']}", json={"name": "Ann B.", "topics": []},
@@ -254,7 +258,9 @@ def test_each_token_is_rate_limited_on_its_own(
     app = create_app(limited, db, messenger=MemoryMessenger(), clock=clock)
     busy, other = new_token(db, ["subscribers:read"]), new_token(db, ["subscribers:read"])
     with TestClient(app) as client:
-        codes = [client.get("/api/v1/subscribers", headers=auth(busy)).status_code for _ in range(4)]
+        codes = [
+            client.get("/api/v1/subscribers", headers=auth(busy)).status_code for _ in range(4)
+        ]
         assert codes == [200, 200, 200, 429]
         assert client.get("/api/v1/subscribers", headers=auth(other)).status_code == 200
 

@@ -25,7 +25,6 @@ from newsletter.db import Database
 from newsletter.errors import ValidationError
 from newsletter.models import (
     Campaign,
-    WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
@@ -173,7 +172,9 @@ def test_a_dead_endpoint_is_retried_for_a_day_then_failed_and_disabled(
     with db.session() as session:
         endpoint = session.get(WebhookEndpoint, endpoint_id)
         assert endpoint is not None and endpoint.state == "disabled"
-        assert endpoint.disabled_reason and "no delivery succeeded since" in endpoint.disabled_reason
+        assert (
+            endpoint.disabled_reason and "no delivery succeeded since" in endpoint.disabled_reason
+        )
     # Disabled: new events are not even queued for it.
     confirm(db, "dan@example.org", settings=hook_settings)
     assert len(log(db, endpoint_id)) == 1
@@ -368,7 +369,9 @@ def test_human_clicks_are_emitted_and_machine_clicks_are_not(
     with db.session() as session:
         issue_id = session.scalars(select(Campaign.issue_id)).one()
     late = (clock() + timedelta(hours=2)).timestamp()
-    browser = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124.0 Safari/537.36"
+    browser = (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124.0 Safari/537.36"
+    )
     hits = [
         {"id": "h1", "k": "c", "d": ledger["user0@example.org"], "i": issue_id, "p": 1,
          "t": late, "ua": browser, "n": "n1"},
