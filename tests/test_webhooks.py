@@ -519,3 +519,19 @@ def test_the_shell_snippet_in_the_readme_verifies_a_real_signature(tmp_path: Any
     env["SECRET"] = "whsec_wrong"
     done = subprocess.run(["bash", "-c", snippet.group(1)], env=env, capture_output=True, text=True)
     assert done.returncode == 1
+
+
+def test_the_python_snippet_in_the_readme_verifies_a_real_signature() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    snippet = re.search(r"```python\n(import hashlib, hmac, time\n.*?)```", readme, re.S)
+    assert snippet, "README lost its Python verification snippet"
+    namespace: dict[str, Any] = {}
+    exec(snippet.group(1), namespace)
+    body = b'{"id":"evt_1","type":"webhook.test","data":{}}'
+    value = header("whsec_abc", int(time.time()), body)
+    assert namespace["verify"]("whsec_abc", value, body) is True
+    assert namespace["verify"]("whsec_abd", value, body) is False
+    assert namespace["verify"]("whsec_abc", header("whsec_abc", 1_700_000_000, body), body) is False
