@@ -26,22 +26,17 @@ from newsletter.errors import ValidationError
 from newsletter.models import ApiToken, Campaign, Issue
 from newsletter.transports import MemoryMessenger
 from newsletter.web import api_v1, create_app
-from tests.sending_helpers import add_subscribers
+from tests.sending_helpers import FakeClock, add_subscribers
 
 ALL = list(tokens.SCOPES)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+Clock = FakeClock
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(now=datetime.now(UTC))
 
 
 @pytest.fixture
