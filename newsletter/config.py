@@ -181,6 +181,16 @@ class Settings(BaseSettings):
     guard_min_sent: int = Field(500, ge=1)
     # preflight in the editor and `issue preflight`: fetch each image (cached) and warn
     preflight_fetch_images: bool = True
+    # outgoing webhooks (newsletter.automation.webhooks; README "Outgoing webhooks")
+    webhook_allow_private_addresses: bool = False  # loopback/private URLs: tests, intranets only
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=120)  # connect, and each read
+    webhook_retry_hours: float = Field(24.0, gt=0)  # retried this long, then failed
+    webhook_concurrency: int = Field(2, ge=1, le=32)  # requests in flight per endpoint
+    webhook_workers: int = Field(8, ge=1, le=64)  # HTTP threads per dispatcher
+    webhook_poll_seconds: float = Field(1.0, gt=0)
+    webhook_log_days: int = Field(30, ge=1)  # finished deliveries (and their events) kept
+    # the token API under /api/v1 (README "API tokens")
+    api_rate_limit_per_minute: int = Field(600, ge=1)  # per token, per process
     # request and upload limits (bytes), enforced while the body streams in
     request_max_bytes: int = Field(1024 * 1024, ge=1024)
     import_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)

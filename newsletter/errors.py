@@ -73,5 +73,13 @@ class DuplicateSendError(StateError):
     """The issue already went (or is going) to this audience; only an explicit resend repeats it."""
 
 
+class AuthenticationError(NewsletterError):
+    """No API token, or one that is unknown, expired or revoked (HTTP 401)."""
+
+
+class ForbiddenError(NewsletterError):
+    """An API token without the scope a route needs (HTTP 403)."""
+
+
 class DnsLookupError(NewsletterError):
     """A DNS query got no answer in time, or the resolver failed (not: the name has no record)."""

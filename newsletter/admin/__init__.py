@@ -18,6 +18,7 @@ UPLOAD_PATHS = ("/admin/library/import", "/admin/subscribers/import")
 
 def routers() -> list[APIRouter]:
     from newsletter.admin.routes import (
+        automation,
         campaigns,
         home,
         issues,
@@ -35,5 +36,6 @@ def routers() -> list[APIRouter]:
         campaigns.router,
         subscribers.router,
         settings.router,
+        automation.router,
         jobs.router,
     ]

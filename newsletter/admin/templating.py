@@ -36,6 +36,9 @@ NOTICES = {
     "erased": "Erased: only a hash remains, so no import can add the address again.",
     "user-added": "User added.",
     "user-removed": "User removed.",
+    "queued": "Queued: the dispatcher sends it within seconds; reload to see the answer.",
+    "removed": "Removed.",
+    "revoked": "Revoked: the next request with it is refused.",
     "signed-out": "You are signed out.",
 }
 

@@ -25,8 +25,10 @@ from newsletter.cli import schedule as schedule_cli
 from newsletter.cli import secret as secret_cli
 from newsletter.cli import serve as serve_cli
 from newsletter.cli import subscribers as subscribers_cli
+from newsletter.cli import tokens as tokens_cli
 from newsletter.cli import tracking as tracking_cli
 from newsletter.cli import users as users_cli
+from newsletter.cli import webhooks as webhooks_cli
 from newsletter.cli.common import err_console
 from newsletter.errors import NewsletterError
 
@@ -56,6 +58,8 @@ app.add_typer(bounces_cli.app, name="bounces")
 app.add_typer(dkim_cli.app, name="dkim")
 app.add_typer(dns_cli.app, name="dns")
 app.add_typer(relays_cli.app, name="relays")
+app.add_typer(webhooks_cli.app, name="webhooks")
+app.add_typer(tokens_cli.app, name="tokens")
 
 
 def main(argv: list[str] | None = None) -> None:

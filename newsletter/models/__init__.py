@@ -1,6 +1,15 @@
 """All mapped models; importing this package registers every table on ``Base.metadata``."""
 
 from newsletter.models.accounts import Role, User, UserSession
+from newsletter.models.automation import (
+    ApiToken,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookState,
+    WebhookSubscription,
+)
 from newsletter.models.base import Base, UTCDateTime, utcnow
 from newsletter.models.bounces import GuardBaseline, InboundKind, InboundMail
 from newsletter.models.deliverability import WarmupDay
@@ -30,6 +39,7 @@ from newsletter.models.subscribers import (
 from newsletter.models.tracking import EngagementEvent, IssueLink, LinkClick
 
 __all__ = [
+    "ApiToken",
     "Base",
     "BatchStatus",
     "Campaign",
@@ -67,5 +77,11 @@ __all__ = [
     "User",
     "UserSession",
     "WarmupDay",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "WebhookState",
+    "WebhookSubscription",
     "utcnow",
 ]

@@ -32,6 +32,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 
+from newsletter.automation.webhooks.dispatcher import Dispatcher
 from newsletter.config import Settings
 from newsletter.db import Database, redact
 from newsletter.errors import DatabaseError, NewsletterError
@@ -100,6 +101,7 @@ class RunOptions:
     sweep_seconds: float = 30.0
     retry_seconds: float = 5.0
     worker: bool = True
+    webhooks: bool = True  # a webhook dispatcher thread (every process, leader or not)
 
 
 class WorkerThread:
@@ -154,6 +156,7 @@ class SchedulerRuntime:
         self.key = store_key(settings)
         self.leader: LeaderLock = leader_lock(db, settings.database_schema)
         self.worker = WorkerThread(db, settings, messenger) if self.options.worker else None
+        self.dispatcher = Dispatcher(db, settings) if self.options.webhooks else None
         self.leading = threading.Event()
         self._scheduler: BackgroundScheduler | None = None
         self._tick_lock = threading.Lock()
@@ -163,6 +166,8 @@ class SchedulerRuntime:
     def run(self, stop: threading.Event) -> None:
         """Until ``stop`` (SIGTERM): follow, lead while the lock is ours, then clean up."""
         try:
+            if self.dispatcher is not None:
+                self.dispatcher.start()  # its own thread: a slow endpoint never holds up sending
             if self.worker is not None and self.db.dialect != "sqlite":
                 self.worker.start()  # PostgreSQL: any number of workers may send at once
             while not stop.is_set():
@@ -194,6 +199,8 @@ class SchedulerRuntime:
         self._stop_apscheduler()
         if self.worker is not None:
             self.worker.join()
+        if self.dispatcher is not None:
+            self.dispatcher.close()
         self.leader.release()
         log.info("scheduler stopped; leadership released")
 

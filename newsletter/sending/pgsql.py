@@ -17,7 +17,9 @@ the same order of effects:
     settle the ledger rows from arrays (``unnest``: one statement whatever the
     batch size), settle the batch, optionally note the campaign's outcome
     (``note_outcome``) and finish campaigns with no batch left open
-    (``finish_campaigns``), then release the batch's advisory lock.  The lock
+    (``finish_campaigns``), emit ``campaign.sent`` for those it finished into the
+    webhook outbox (``automation.webhooks.emit.CAMPAIGN_SENT_CTES``: nothing
+    when no endpoint wants it), then release the batch's advisory lock.  The lock
     is released by the final ``SELECT`` over the batch UPDATE's ``RETURNING``,
     so it goes only once the batch row is locked by this statement: a worker
     recovering batches (``FOR UPDATE SKIP LOCKED``, then the advisory lock)
@@ -45,6 +47,7 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Row
 
+from newsletter.automation.webhooks.outbox import CAMPAIGN_SENT_CTES
 from newsletter.models.base import UTCDateTime, utcnow
 from newsletter.models.sending import BatchStatus, DeliveryStatus
 from newsletter.sending.segments import decode_segment
@@ -114,7 +117,7 @@ CLAIM = text(f"WITH {_CLAIM_CTES} {_CLAIM_ROWS} ORDER BY 1, 2").bindparams(
     bindparam("now", type_=UTCDateTime)
 )
 
-_RECORD_CTES = """
+_RECORD_CTES = f"""
     v AS (
         SELECT * FROM unnest(
             CAST(:ids AS BIGINT[]), CAST(:states AS VARCHAR[]),
@@ -172,13 +175,15 @@ _RECORD_CTES = """
             updated_at = :wall
         WHERE (c.id = :campaign_id AND :note)
            OR (c.id IN (SELECT id FROM fin) AND c.status = 'sending')
-        RETURNING c.id, c.consecutive_failures
+        RETURNING c.id, c.consecutive_failures, c.status, c.name, c.issue_id,
+                  c.total_recipients, c.started_at, c.finished_at
     ),
     published AS (
         UPDATE issues SET published_at = :now
         WHERE published_at IS NULL AND id IN (SELECT issue_id FROM fin)
         RETURNING id
-    )
+    ),
+    {CAMPAIGN_SENT_CTES}
 """
 _RECORD_PARAMS = (
     bindparam("now", type_=UTCDateTime),

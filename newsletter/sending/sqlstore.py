@@ -26,6 +26,7 @@ from sqlalchemy.engine import Row, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from newsletter.automation.webhooks import outbox as webhook_outbox
 from newsletter.db import Database, is_unavailable, unavailable_as_error
 from newsletter.deliverability.warmup import WarmupPlan
 from newsletter.errors import DatabaseError
@@ -658,12 +659,14 @@ def _finish_campaigns(session: Session, now: datetime) -> list[int]:
         )
     )
     if ids:
-        session.execute(
+        finished = session.scalars(
             update(Campaign)
             .where(Campaign.id.in_(ids), Campaign.status == CampaignStatus.SENDING)
             .values(status=CampaignStatus.SENT, finished_at=now)
-        )
+            .returning(Campaign.id)
+        ).all()
         _mark_issues_published(session, ids, now)
+        webhook_outbox.campaigns_sent(session, finished, now=now)  # in this transaction
     return ids
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import Select, delete, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from newsletter.automation.webhooks import emit, events
 from newsletter.db import lock_audience
 from newsletter.errors import StateError, TokenError
 from newsletter.models.base import utcnow
@@ -218,6 +219,12 @@ def confirm(
         subscriber=subscriber, consent_text=_last_consent_text(subscriber, session=session),
         detail={"topics": subscriber.topics}, now=now,
     )  # fmt: skip
+    emit(
+        session,
+        events.SUBSCRIBER_CONFIRMED,
+        lambda: events.subscriber_confirmed(subscriber, actor.source),
+        now=now,
+    )
     return True
 
 
@@ -300,6 +307,12 @@ def unsubscribe(
         session, ConsentKind.WITHDRAW, actor=actor, email_hash=subscriber.email_hash,
         subscriber=subscriber, now=now,
     )  # fmt: skip
+    emit(
+        session,
+        events.SUBSCRIBER_UNSUBSCRIBED,
+        lambda: events.subscriber_unsubscribed(subscriber, actor.source, now),
+        now=now,
+    )
     return True
 
 

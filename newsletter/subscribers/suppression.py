@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from newsletter.automation.webhooks import emit, events
 from newsletter.errors import ValidationError
 from newsletter.models.base import utcnow
 from newsletter.models.subscribers import (
@@ -99,7 +100,13 @@ def suppress_hash(
     """``suppress`` for a hash (erasure and exports only know the hash)."""
     kind = _reason(reason)
     now = now or utcnow()
-    _insert_ignore(session, email_hash, kind, note, now)
+    if _insert_ignore(session, email_hash, kind, note, now):
+        emit(
+            session,
+            events.SUBSCRIBER_SUPPRESSED,
+            lambda: events.subscriber_suppressed(session, email_hash, kind.value, note, now),
+            now=now,
+        )
     status = STATUS_FOR_REASON.get(kind)
     if status is None:
         return
@@ -130,10 +137,11 @@ def lift(email_hash: str, *, session: Session) -> None:
 
 def _insert_ignore(
     session: Session, email_hash: str, reason: SuppressionReason, note: str | None, now: datetime
-) -> None:
-    """Insert unless the hash is already there, atomically on either backend."""
+) -> bool:
+    """Insert unless the hash is already there, atomically on either backend; inserted?"""
     values = {"email_hash": email_hash, "reason": reason.value, "note": note, "created_at": now}
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(Suppression).values(**values)
-    session.execute(statement.on_conflict_do_nothing(index_elements=["email_hash"]))
+    inserted = session.execute(statement.on_conflict_do_nothing(index_elements=["email_hash"]))
+    return bool(getattr(inserted, "rowcount", 0))

@@ -20,6 +20,7 @@ from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from newsletter.automation.webhooks import outbox as webhook_outbox
 from newsletter.models.sending import Campaign, Delivery, SendBatch
 from newsletter.models.subscribers import Subscriber
 from newsletter.models.tracking import EngagementEvent, IssueLink, LinkClick
@@ -153,6 +154,7 @@ def store_hits(
     report.campaigns = {int(e["campaign_id"]) for e in fresh}
     _count_on_ledger(session, fresh)
     _count_per_link(session, fresh)
+    webhook_outbox.human_clicks(session, fresh, now=now)  # message.clicked (people only)
     return report
 
 

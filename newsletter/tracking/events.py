@@ -26,6 +26,7 @@ from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from newsletter.automation.webhooks import outbox as webhook_outbox
 from newsletter.config import Settings
 from newsletter.errors import ValidationError
 from newsletter.models.base import UTCDateTime
@@ -295,6 +296,7 @@ def ingest(
     _advance_states(session, fresh, now)
     _count_engagement(session, fresh)
     report.suppressed = _suppressions(session, fresh, policy, hash_of)
+    webhook_outbox.message_events(session, fresh, now=now)  # message.bounced, message.complained
     if policy.guard is not None and any(e.event in GUARDED_EVENTS for e in fresh):
         from newsletter.bounces.guard import check_campaigns
 

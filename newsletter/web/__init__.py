@@ -22,14 +22,16 @@ from newsletter.subscribers.tokens import tokens_for
 from newsletter.tracking import webhooks
 from newsletter.tracking.recorder import Drainer, Recorder
 from newsletter.transports import Messenger
-from newsletter.web import api, archive, errors, public, redirects
+from newsletter.web import api, api_v1, archive, errors, public, redirects
 from newsletter.web.bodylimit import BodyLimit
 from newsletter.web.context import WebContext
 from newsletter.web.limits import RateLimits, SlidingWindowLimiter
 from newsletter.web.security import SecurityHeaders
 from newsletter.web.templating import STATIC_DIR, build_templates
 
-ROUTERS: list[APIRouter] = [public.router, api.router, archive.router, webhooks.router]
+ROUTERS: list[APIRouter] = [
+    public.router, api.router, api_v1.router, archive.router, webhooks.router,
+]  # fmt: skip
 
 
 def require_secret(settings: Settings) -> None:

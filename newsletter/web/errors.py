@@ -8,8 +8,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from newsletter.errors import (
+    AuthenticationError,
+    ForbiddenError,
     NewsletterError,
     NotFoundError,
+    PreflightError,
     StateError,
     TokenError,
     ValidationError,
@@ -20,7 +23,10 @@ from newsletter.web.templating import page
 
 STATUS: tuple[tuple[type[NewsletterError], int], ...] = (
     (RateLimitedError, 429),
+    (AuthenticationError, 401),
+    (ForbiddenError, 403),
     (TokenError, 400),
+    (PreflightError, 422),
     (ValidationError, 422),
     (NotFoundError, 404),
     (StateError, 409),
@@ -50,6 +56,8 @@ async def newsletter_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, NewsletterError)
     code = status_for(exc)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimitedError) else None
+    if isinstance(exc, AuthenticationError):
+        headers = {"WWW-Authenticate": "Bearer"}
     if _is_api(request):
         return JSONResponse({"detail": exc.message}, status_code=code, headers=headers)
     response = page(

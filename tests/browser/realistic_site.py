@@ -131,6 +131,28 @@ def _finished_import_job(session: Any, seeds: Path) -> int:
     return int(job.id)
 
 
+def _webhook_with_a_log(session: Any) -> int:
+    """A CRM endpoint and its log.  It only wants complaints, which no browser test causes,
+    and its one delivery is done: the site's dispatcher never contacts the (public) name."""
+    from newsletter.automation.webhooks import outbox, registry
+    from newsletter.models import WebhookDelivery
+
+    now = datetime.now(UTC)
+    endpoint, _ = registry.create_endpoint(
+        session, "https://crm.example.org/hooks/newsletter", ["message.complained"],
+        allow_private=False, actor=ADMIN, now=now, description="CRM sync",
+        resolve=lambda host, port: ["93.184.216.34"],
+    )  # fmt: skip
+    delivery = session.get(
+        WebhookDelivery, outbox.send_test(session, endpoint, actor=ADMIN, now=now)
+    )
+    delivery.status, delivery.last_status, delivery.attempts = "delivered", 200, 1
+    delivery.response_excerpt, delivery.delivered_at = '{"ok": true}', now
+    endpoint.failing_since, endpoint.last_error = now, "HTTP 503: upstream unavailable"
+    session.flush()
+    return int(endpoint.id)
+
+
 def populate(db: Database, settings: Settings, seeds: Path) -> dict[str, Any]:
     """Everything the pages show; returns the ids and subscribers the routes need."""
     with db.session() as session:
@@ -166,8 +188,9 @@ def populate(db: Database, settings: Settings, seeds: Path) -> dict[str, Any]:
             "unsubscribe": links.unsubscribe_url(settings, ann),
         }
         job = _finished_import_job(session, seeds)
+        endpoint = _webhook_with_a_log(session)
         ids = {"campaign_id": sent, "scheduled_id": scheduled, "subscriber_id": ann.id,
-               "resource_id": resource or 1, "job_id": job}  # fmt: skip
+               "resource_id": resource or 1, "job_id": job, "endpoint_id": endpoint}  # fmt: skip
     return {"ids": ids, "tokens": tokens}
 
 
