@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mailbox
+import re
 import socket
 from pathlib import Path
 
@@ -58,7 +59,10 @@ def test_mbox_and_maildir_then_a_real_ingest_once(tmp_path: Path) -> None:
     assert stats == {"hard": 1, "soft": 1, "complaint": 1, "auto-reply": 1, "unparsed": 1}
     listed = run("bounces", "list", "--kind", "unparsed", cwd=tmp_path).stdout
     assert "unparsed" in listed and "hard" not in listed
-    kept = run("bounces", "raw", "4", cwd=tmp_path)  # the unparsed human reply is kept whole
+    # Maildir lists its files in no set order, so the id comes from the listing.
+    unparsed_id = re.search(r"^\W*(\d+)\W", listed, re.MULTILINE)
+    assert unparsed_id, listed
+    kept = run("bounces", "raw", unparsed_id.group(1), cwd=tmp_path)  # kept whole
     assert kept.returncode == 0 and kept.stdout == SAMPLES[3].read_text()
 
 
