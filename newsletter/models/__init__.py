@@ -17,6 +17,13 @@ from newsletter.models.issues import Issue, IssueItem, IssueSection, IssueStatus
 from newsletter.models.jobs import Job, JobState
 from newsletter.models.resources import Resource, ResourceTopic
 from newsletter.models.scheduling import Schedule, ScheduleRun
+from newsletter.models.sequences import (
+    EnrolmentStatus,
+    Sequence,
+    SequenceEnrolment,
+    SequenceStatus,
+    SequenceStep,
+)
 from newsletter.models.sending import (
     BatchStatus,
     Campaign,
@@ -48,6 +55,7 @@ __all__ = [
     "ConsentKind",
     "Delivery",
     "DeliveryStatus",
+    "EnrolmentStatus",
     "EngagementEvent",
     "GuardBaseline",
     "InboundKind",
@@ -66,6 +74,10 @@ __all__ = [
     "Schedule",
     "ScheduleRun",
     "SendBatch",
+    "Sequence",
+    "SequenceEnrolment",
+    "SequenceStatus",
+    "SequenceStep",
     "Subscriber",
     "SubscriberStatus",
     "SubscriberTopic",
