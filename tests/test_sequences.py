@@ -1,0 +1,153 @@
+"""Welcome and drip sequences on both backends: enrolment, delays on a frozen clock, the ledger.
+
+Emails are issue 42 rendered by the real pipeline and sent by a real worker
+(in this process, on the fake clock) through the memory transport.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from newsletter.automation import sequences
+from newsletter.config import Settings
+from newsletter.db import Database
+from newsletter.errors import ValidationError
+from newsletter.models import SequenceEnrolment, Subscriber
+from newsletter.subscribers import service as subscribers
+from newsletter.transports.memory import MemoryMessenger
+from tests.sequence_helpers import WEB, confirmed, ledger, send_due
+from tests.sending_helpers import FakeClock, add_subscribers
+
+
+def _welcome_series(db: Database, clock: FakeClock, *, trigger: str = "confirmed") -> list[int]:
+    """'Welcome' (issue 42 at once) then 'Tips' (issue 42 again three days later)."""
+    topics = ["Equity", "Data"]
+    with db.session() as session:
+        seq = sequences.create_sequence(session, "Welcome", trigger, topics=topics, now=clock())
+        first = sequences.add_step(session, seq.id, 42, delay_minutes=0, now=clock())
+        second = sequences.add_step(session, seq.id, 42, delay_minutes=3 * 1440, now=clock())
+        return [seq.id, first.campaign_id, second.campaign_id]
+
+
+def test_welcome_within_a_minute_then_the_next_step_after_its_delay(
+    issue42: Database, settings: Settings
+) -> None:
+    clock, mail = FakeClock(), MemoryMessenger()
+    with issue42.session() as session:
+        add_subscribers(session, 3, prefix="old")  # confirmed before the sequence: not enrolled
+    seq_id, welcome, tips = _welcome_series(issue42, clock)
+    clock.now += timedelta(seconds=5)
+    confirmed(issue42, "ada@example.org", clock.now)
+    clock.now += timedelta(seconds=30)  # the next sweep
+    report = sequences.tick(issue42, settings, clock.now)
+    assert (report.enrolled, report.queued) == (1, {welcome: 1})
+    assert send_due(issue42, settings, mail, clock) == 1
+    assert [m.email for m in mail.sent] == ["ada@example.org"]
+    assert "Issue 42" in mail.sent[0].email_message.subject  # the issue, rendered
+    assert "unsubscribe" in mail.sent[0].email_message.text.lower()
+    for _ in range(3):  # every later sweep: nothing new, nothing twice
+        clock.now += timedelta(minutes=1)
+        assert sequences.tick(issue42, settings, clock.now).total_queued == 0
+        assert send_due(issue42, settings, mail, clock) == 0
+    clock.now += timedelta(days=3) - timedelta(minutes=10)  # not quite three days
+    assert sequences.tick(issue42, settings, clock.now).total_queued == 0
+    clock.now += timedelta(minutes=10)
+    assert sequences.tick(issue42, settings, clock.now).queued == {tips: 1}
+    send_due(issue42, settings, mail, clock)
+    assert [m.email for m in mail.sent] == ["ada@example.org"] * 2
+    assert ledger(issue42, welcome) == ledger(issue42, tips) == {"ada@example.org": "accepted"}
+    with issue42.session() as session:
+        shown = sequences.sequence_report(session, seq_id)
+    assert [(s["sent"], s["after_trigger"]) for s in shown["steps"]] == [(1, "0"), (1, "3d")]
+    assert shown["enrolments"]["done"] == 1
+
+
+def test_unsubscribed_or_suppressed_mid_sequence_get_nothing_more(
+    issue42: Database, settings: Settings
+) -> None:
+    clock, mail = FakeClock(), MemoryMessenger()
+    _seq, welcome, tips = _welcome_series(issue42, clock)
+    for name in ("ann", "bob", "cat", "dan"):
+        confirmed(issue42, f"{name}@example.org", clock.now)
+    clock.now += timedelta(seconds=30)
+    sequences.tick(issue42, settings, clock.now)
+    send_due(issue42, settings, mail, clock)
+    assert len(mail.sent) == 4
+    with issue42.session() as session:
+        ann = session.scalars(select(Subscriber).where(Subscriber.email == "ann@example.org")).one()
+        subscribers.unsubscribe(ann, session=session, actor=WEB)
+        subscribers.suppress("bob@example.org", "manual", session=session, actor=WEB)
+    clock.now += timedelta(days=3, minutes=1)
+    assert sequences.tick(issue42, settings, clock.now).queued == {tips: 2}
+    with issue42.session() as session:  # dan unsubscribes after his row was queued
+        dan = session.scalars(select(Subscriber).where(Subscriber.email == "dan@example.org")).one()
+        subscribers.unsubscribe(dan, session=session, actor=WEB)
+    send_due(issue42, settings, mail, clock)
+    assert sorted(m.email for m in mail.sent[4:]) == ["cat@example.org"]
+    assert ledger(issue42, tips) == {"cat@example.org": "accepted", "dan@example.org": "skipped"}
+    assert len(ledger(issue42, welcome)) == 4
+    with issue42.session() as session:
+        reasons = dict(
+            session.execute(
+                select(Subscriber.email, SequenceEnrolment.stopped_reason).join(
+                    SequenceEnrolment, SequenceEnrolment.subscriber_id == Subscriber.id
+                )
+            ).all()
+        )
+    assert reasons["ann@example.org"] == "address suppressed"  # an unsubscribe suppresses
+    assert reasons["bob@example.org"] == "address suppressed"
+    clock.now += timedelta(days=30)
+    assert sequences.tick(issue42, settings, clock.now).total_queued == 0
+    # Confirmed, then suppressed before the next sweep: never enrolled, no welcome.
+    confirmed(issue42, "eve@example.org", clock.now)
+    with issue42.session() as session:
+        subscribers.suppress("eve@example.org", "complaint", session=session, actor=WEB)
+    assert sequences.tick(issue42, settings, clock.now).enrolled == 0
+
+
+def test_topic_trigger_pause_and_resume(issue42: Database, settings: Settings) -> None:
+    # Joining a topic is stamped by the database row's default (wall time): start from it.
+    clock, mail = FakeClock(datetime.now(UTC)), MemoryMessenger()
+    seq_id, welcome, _tips = _welcome_series(issue42, clock, trigger="topic:Equity")
+    confirmed(issue42, "ann@example.org", clock.now)  # no topic: not enrolled
+    clock.now += timedelta(minutes=1)
+    assert sequences.tick(issue42, settings, clock.now).enrolled == 0
+    with issue42.session() as session:
+        ann = session.scalars(select(Subscriber).where(Subscriber.email == "ann@example.org")).one()
+        subscribers.update_preferences(
+            ann, session=session, actor=WEB, allowed_topics=["Equity"], topics=["Equity"],
+            paused_until=None, now=clock.now,
+        )  # fmt: skip
+        sequences.set_paused(session, seq_id, True)
+    clock.now += timedelta(minutes=1)
+    assert sequences.tick(issue42, settings, clock.now).enrolled == 0  # paused: nothing
+    with issue42.session() as session:
+        sequences.set_paused(session, seq_id, False)
+    assert sequences.tick(issue42, settings, clock.now).queued == {welcome: 1}
+    with issue42.session() as session:  # paused with a row queued: it waits
+        sequences.set_paused(session, seq_id, True)
+    assert send_due(issue42, settings, mail, clock) == 0
+    with issue42.session() as session:
+        sequences.set_paused(session, seq_id, False)
+    send_due(issue42, settings, mail, clock)
+    assert [m.email for m in mail.sent] == ["ann@example.org"]
+
+
+@pytest.mark.parametrize(
+    ("trigger", "needle"),
+    [("signup", "invalid trigger 'signup'"), ("topic:Nope", "unknown topic 'Nope'"),
+     ("date:birthday", "date:<signed_up|confirmed>")],
+)  # fmt: skip
+def test_bad_triggers_and_delays_are_clear(
+    sqlite_db: Database, trigger: str, needle: str
+) -> None:
+    with sqlite_db.session() as session, pytest.raises(ValidationError, match=needle):
+        sequences.create_sequence(session, "x", trigger, topics=["Equity"], now=FakeClock()())
+    with pytest.raises(ValidationError, match="invalid delay '3 days'"):
+        sequences.parse_delay("3 days")
+    assert [sequences.parse_delay(v) for v in ("0", "45", "2h", "3d", "1w")] == [
+        0, 45, 120, 4320, 10080,
+    ]  # fmt: skip
