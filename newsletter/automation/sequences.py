@@ -310,8 +310,18 @@ def _queue(
     """One ledger row per enrolled subscriber and due step, batched; {campaign: rows}."""
     queued: dict[int, int] = {}
     offset = 0
+    live = set(
+        session.scalars(
+            select(Campaign.id).where(
+                Campaign.sequence_id == sequence_id,
+                Campaign.status.in_([CampaignStatus.SENDING, CampaignStatus.PAUSED]),
+            )
+        )
+    )
     for step in steps:
         offset += step.delay_minutes
+        if step.campaign_id not in live:
+            continue  # its campaign was cancelled by hand: nothing more goes through it
         due = now - timedelta(minutes=offset)
         result: Any = session.execute(
             _typed(_QUEUE, "now", "due"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -51,6 +51,36 @@ def schedule_issue(
     return campaigns.create_campaign(
         issue_number, session=session, topics=topics, name=name, scheduled_at=at, resend=resend
     )
+
+
+def schedule_local(
+    session: Session,
+    issue_number: int,
+    *,
+    on: date,
+    local_time: str,
+    default_tz: str,
+    now: datetime,
+    grace_seconds: int,
+    topics: Sequence[str] = (),
+    name: str | None = None,
+    resend: bool = False,
+) -> Campaign:
+    """A campaign arriving at ``local_time`` on ``on`` in each subscriber's own time zone.
+
+    It is due (frozen) when the first zone among the subscribers reaches that
+    hour; each zone's share is then held until its own (``sending.localtime``).
+    """
+    from newsletter.sending import localtime
+
+    clock = localtime.parse_local(local_time)
+    due = localtime.first_release(session, on, clock, default_tz)
+    check_future(due, now, grace_seconds)
+    campaign = campaigns.create_campaign(
+        issue_number, session=session, topics=topics, name=name, scheduled_at=due, resend=resend
+    )
+    campaign.local_date, campaign.local_time = on, clock
+    return campaign
 
 
 def add_recurring(

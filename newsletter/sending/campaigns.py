@@ -93,6 +93,7 @@ def earlier_send(
         select(Campaign)
         .where(
             Campaign.issue_id == issue_id,
+            Campaign.sequence_id.is_(None),  # a sequence's welcome is not a send of the issue
             Campaign.status.in_([*GOING, *GONE]) | started_then_stopped,
         )
         .order_by(Campaign.id)
@@ -216,12 +217,15 @@ def start_campaign(
     now: datetime,
     transport: str | None = None,
     engagement: str | None = None,
+    default_zone: str = "UTC",
 ) -> bool:
     """Freeze the audience and set the campaign sending; False if it had already started.
 
     Preflight runs first (read-only); then the gate UPDATE, the ledger insert
     and batch assignment share one transaction, so a crash leaves the campaign
-    unstarted rather than half-frozen.
+    unstarted rather than half-frozen.  A local-time campaign's batches are
+    made per subscriber time zone, each held until its hour (``localtime``;
+    ``default_zone`` for subscribers without one).
     """
     campaign = get_campaign(campaign_id, session=session)
     if campaign.status not in STARTABLE:
@@ -254,19 +258,29 @@ def start_campaign(
     )
     if not getattr(won, "rowcount", 0):
         return False
-    topics, audience = session.execute(
-        select(Campaign.topics, Campaign.audience).where(Campaign.id == campaign_id)
+    topics, audience, local_date, local_time = session.execute(
+        select(
+            Campaign.topics, Campaign.audience, Campaign.local_date, Campaign.local_time
+        ).where(Campaign.id == campaign_id)
     ).one()
+    local = local_date is not None and local_time is not None
     total = insert_audience(
         campaign_id,
         session=session,
         universe=universe,
         topics=topics or [],
         now=now,
-        batch_size=batch_size,
+        batch_size=None if local else batch_size,
         audience=audience,
-        engagement=engagement,  # most engaged first (warm-up)
+        engagement=None if local else engagement,  # most engaged first (warm-up)
     )
+    if local:
+        from newsletter.sending import localtime  # (imports scheduling, which imports us)
+
+        localtime.assign_by_zone(
+            campaign_id, session=session, size=batch_size, local_date=local_date,
+            local_time=local_time, default_tz=default_zone,
+        )  # fmt: skip
     assign_batches(campaign_id, session=session, size=batch_size)  # rows left unbatched: none
     session.execute(
         update(Campaign)

@@ -1,0 +1,105 @@
+"""Local-time sending: a campaign arrives at 09:00 in each subscriber's zone (frozen clock).
+
+2027-03-28 is the day Europe springs forward (01:00 UTC): 09:00 in London is
+08:00 UTC that day, 09:00 UTC the day before.  New York moved two weeks
+earlier (EDT, UTC-4); Tokyo has no DST.  Subscribers without a zone, or with
+a name the zone database does not know, get the ``timezone`` setting (UTC).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from newsletter.config import Settings
+from newsletter.db import Database
+from newsletter.errors import ValidationError
+from newsletter.models import Campaign, Delivery, SendBatch, Subscriber
+from newsletter.scheduling import admin, steps
+from newsletter.sending import localtime
+from newsletter.transports.memory import MemoryMessenger
+from tests.scheduler_helpers import nocheck_starter
+from tests.sequence_helpers import send_due
+from tests.sending_helpers import FakeClock, add_subscribers
+
+ZONES = {"tokyo": "Asia/Tokyo", "london": "Europe/London", "ny": "America/New_York",
+         "nozone": None, "bogus": "Mars/Olympus_Mons"}  # fmt: skip
+EXPECTED = {  # UTC hour each group's share is released at
+    "tokyo": datetime(2027, 3, 28, 0, 0, tzinfo=UTC),
+    "london": datetime(2027, 3, 28, 8, 0, tzinfo=UTC),  # BST since 01:00 UTC
+    "nozone": datetime(2027, 3, 28, 9, 0, tzinfo=UTC),
+    "bogus": datetime(2027, 3, 28, 9, 0, tzinfo=UTC),
+    "ny": datetime(2027, 3, 28, 13, 0, tzinfo=UTC),
+}
+
+
+def _people(db: Database) -> None:
+    with db.session() as session:
+        for prefix, tz in ZONES.items():
+            add_subscribers(session, 3, prefix=prefix)
+            session.execute(
+                update(Subscriber)
+                .where(Subscriber.email.like(f"{prefix}%"))
+                .values(time_zone=tz)
+            )
+
+
+def test_each_zone_gets_its_share_at_its_local_hour_across_dst(
+    issue42: Database, settings: Settings
+) -> None:
+    _people(issue42)
+    clock, mail = FakeClock(datetime(2027, 3, 27, 12, 0, tzinfo=UTC)), MemoryMessenger()
+    with issue42.session() as session:
+        campaign = admin.schedule_local(
+            session, 42, on=date(2027, 3, 28), local_time="9:00", default_tz=settings.timezone,
+            now=clock.now, grace_seconds=settings.misfire_grace_seconds,
+        )  # fmt: skip
+        cid, due = campaign.id, campaign.scheduled_at
+    assert due == EXPECTED["tokyo"]  # the first zone's hour: when the audience is frozen
+    start = nocheck_starter(issue42)
+    clock.now = due - timedelta(minutes=1)
+    assert steps.start_due_campaigns(issue42, settings, clock.now, start=start).started == []
+    clock.now = due
+    assert steps.start_due_campaigns(issue42, settings, clock.now, start=start).started == [cid]
+    with issue42.session() as session:
+        query = select(SendBatch.not_before).where(SendBatch.campaign_id == cid)
+        holds = set(session.scalars(query))
+    assert holds == set(EXPECTED.values())
+    released: dict[str, datetime] = {}
+    seen = 0
+    for moment in sorted(set(EXPECTED.values())):
+        clock.now = moment - timedelta(seconds=1)
+        send_due(issue42, settings, mail, clock)
+        assert len(mail.sent) == seen, f"something went before {moment}"
+        clock.now = moment
+        send_due(issue42, settings, mail, clock)
+        for message in mail.sent[seen:]:
+            released[re.sub(r"\d+@.*", "", message.email)] = moment
+        seen = len(mail.sent)
+    assert released == EXPECTED
+    counts = Counter(m.email for m in mail.sent)
+    assert len(counts) == 15 and set(counts.values()) == {1}  # every one, once
+    send_due(issue42, settings, mail, clock)
+    with issue42.session() as session:
+        assert session.get(Campaign, cid).status == "sent"  # type: ignore[union-attr]
+        states = set(session.scalars(select(Delivery.status).where(Delivery.campaign_id == cid)))
+    assert states == {"accepted"}
+
+
+def test_zone_names_and_times_are_checked(sqlite_db: Database) -> None:
+    assert localtime.check_zone(" Europe/London ") == "Europe/London"
+    with pytest.raises(ValidationError, match="^time zone: unknown time zone 'Europe/Lodnon'"):
+        localtime.check_zone("Europe/Lodnon")
+    assert localtime.browser_zone("Mars/Olympus_Mons") is None
+    assert localtime.browser_zone("Asia/Tokyo") == "Asia/Tokyo"
+    with pytest.raises(ValidationError, match="invalid time of day '25:00'"):
+        localtime.parse_local("25:00")
+    # New York's spring-forward gap: 02:30 does not exist on 2027-03-14, it fires at 03:30 EDT.
+    ny = localtime.zone("America/New_York")
+    assert localtime.release_at(date(2027, 3, 14), time(2, 30), ny) == datetime(
+        2027, 3, 14, 7, 30, tzinfo=UTC
+    )
