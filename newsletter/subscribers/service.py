@@ -95,6 +95,7 @@ class SignupRequest:
     name: str | None = None
     topics: Sequence[str] = ()
     consent_text: str = CONSENT_TEXT
+    time_zone: str | None = None  # a valid IANA name or None (local-time sending)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,7 @@ def subscribe(
         notice = Notice.ALREADY
     else:
         _make_pending(subscriber, name, topics)
+        subscriber.time_zone = request.time_zone or subscriber.time_zone
         store.record(
             session, ConsentKind.SUBSCRIBE, actor=request.actor, email_hash=email_hash,
             subscriber=subscriber, consent_text=request.consent_text,

@@ -62,9 +62,12 @@ def subscribe(
     name: Annotated[str, Form()] = "",
     topics: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
     website: Annotated[str, Form()] = "",
+    time_zone: Annotated[str, Form()] = "",  # filled by /static/timezone.js
 ) -> Response:
     """Sign up; the answer is the same for every valid address (see ``flows.subscribe``)."""
-    form = flows.SignupInput(email=email, name=name, topics=topics, honeypot=website)
+    form = flows.SignupInput(
+        email=email, name=name, topics=topics, honeypot=website, time_zone=time_zone
+    )
     try:
         shown = flows.subscribe(ctx, form, Client.of(request), background, source=FORM_SOURCE)
     except ValidationError as exc:
