@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -103,3 +104,74 @@ def test_zone_names_and_times_are_checked(sqlite_db: Database) -> None:
     assert localtime.release_at(date(2027, 3, 14), time(2, 30), ny) == datetime(
         2027, 3, 14, 7, 30, tzinfo=UTC
     )
+
+
+def test_time_zones_import_from_csv_and_a_bad_one_names_its_line(
+    sqlite_db: Database, settings: Settings, tmp_path: Path
+) -> None:
+    from newsletter.subscribers import service
+
+    topics = [t.name for t in settings.topics]
+    ours = tmp_path / "ours.csv"
+    ours.write_text(
+        "email,time_zone\nann@example.org,Asia/Tokyo\nbob@example.org,Europe/Lodnon\n"
+        "cat@example.org,\n",
+        encoding="utf-8",
+    )
+    exports = Path(__file__).resolve().parent / "data" / "subscriber_exports"
+    with sqlite_db.session() as session:
+        report = service.import_csv(ours, session=session, allowed_topics=topics)
+        chimp = service.import_csv(
+            exports / "mailchimp_subscribed_members_export.csv", session=session,
+            allowed_topics=topics,
+        )  # fmt: skip
+        zones = dict(session.execute(select(Subscriber.email, Subscriber.time_zone)).all())
+    assert report.added == 2
+    assert [(p.line, p.message) for p in report.invalid] == [
+        (3, "time_zone: unknown time zone 'Europe/Lodnon' (use an IANA name such as "
+            "America/New_York)")
+    ]  # fmt: skip
+    assert chimp.added == 3 and zones["ada.lovelace@example.org"] == "Europe/London"
+    assert (zones["ann@example.org"], zones["cat@example.org"]) == ("Asia/Tokyo", None)
+    assert zones["grace.hopper@example.org"] is None  # no zone in the export: the default
+
+
+def test_schedule_cli_local_time_and_its_mistakes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    seeds_dir: Path,
+) -> None:  # fmt: skip
+    from newsletter.cli import main
+    from newsletter.config import load_settings
+    from newsletter.db import connect
+    from tests.scheduler_helpers import import_issue_42
+
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "cli-test-secret")
+    monkeypatch.setenv("NEWSLETTER_TIMEZONE", "America/New_York")
+    settings = load_settings()
+    db = connect(settings)
+    import_issue_42(db, settings, seeds_dir)
+    _people(db)
+    db.dispose()
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        try:
+            main(list(argv))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = run("schedule", "42", "--at", "2030-03-28", "--local-time", "09:00")
+    assert code == 0, err
+    assert "09:00 local time on 2030-03-28" in out and "2030-03-28 00:00 UTC" in out  # Tokyo
+    for argv, needle in [
+        (("--at", "2030-13-01", "--local-time", "09:00"), "invalid date '2030-13-01'"),
+        (("--at", "2030-03-28", "--local-time", "9h"), "invalid time of day '9h'"),
+        (("--at", "2001-03-28", "--local-time", "09:00"), "in the past"),
+    ]:
+        code, out, err = run("schedule", "42", *argv)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 1 and len(lines) == 1 and needle in lines[0], err
+        assert "Traceback" not in err
