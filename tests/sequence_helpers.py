@@ -12,8 +12,8 @@ from newsletter.db import Database
 from newsletter.models import Delivery, Subscriber
 from newsletter.sending import service
 from newsletter.subscribers import service as subscribers
-from newsletter.subscribers.store import Actor
 from newsletter.subscribers.service import SignupRequest
+from newsletter.subscribers.store import Actor
 from newsletter.transports.memory import MemoryMessenger
 
 WEB = Actor(source="test:signup")

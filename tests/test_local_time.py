@@ -24,8 +24,8 @@ from newsletter.scheduling import admin, steps
 from newsletter.sending import localtime
 from newsletter.transports.memory import MemoryMessenger
 from tests.scheduler_helpers import nocheck_starter
-from tests.sequence_helpers import send_due
 from tests.sending_helpers import FakeClock, add_subscribers
+from tests.sequence_helpers import send_due
 
 ZONES = {"tokyo": "Asia/Tokyo", "london": "Europe/London", "ny": "America/New_York",
          "nozone": None, "bogus": "Mars/Olympus_Mons"}  # fmt: skip
@@ -43,9 +43,7 @@ def _people(db: Database) -> None:
         for prefix, tz in ZONES.items():
             add_subscribers(session, 3, prefix=prefix)
             session.execute(
-                update(Subscriber)
-                .where(Subscriber.email.like(f"{prefix}%"))
-                .values(time_zone=tz)
+                update(Subscriber).where(Subscriber.email.like(f"{prefix}%")).values(time_zone=tz)
             )
 
 
@@ -93,7 +91,7 @@ def test_each_zone_gets_its_share_at_its_local_hour_across_dst(
 
 def test_zone_names_and_times_are_checked(sqlite_db: Database) -> None:
     assert localtime.check_zone(" Europe/London ") == "Europe/London"
-    with pytest.raises(ValidationError, match="^time zone: unknown time zone 'Europe/Lodnon'"):
+    with pytest.raises(ValidationError, match=r"^time zone: unknown time zone 'Europe/Lodnon'"):
         localtime.check_zone("Europe/Lodnon")
     assert localtime.browser_zone("Mars/Olympus_Mons") is None
     assert localtime.browser_zone("Asia/Tokyo") == "Asia/Tokyo"

@@ -18,8 +18,8 @@ from newsletter.errors import ValidationError
 from newsletter.models import SequenceEnrolment, Subscriber
 from newsletter.subscribers import service as subscribers
 from newsletter.transports.memory import MemoryMessenger
-from tests.sequence_helpers import WEB, confirmed, ledger, send_due
 from tests.sending_helpers import FakeClock, add_subscribers
+from tests.sequence_helpers import WEB, confirmed, ledger, send_due
 
 
 def _welcome_series(db: Database, clock: FakeClock, *, trigger: str = "confirmed") -> list[int]:
@@ -141,9 +141,7 @@ def test_topic_trigger_pause_and_resume(issue42: Database, settings: Settings) -
     [("signup", "invalid trigger 'signup'"), ("topic:Nope", "unknown topic 'Nope'"),
      ("date:birthday", "date:<signed_up|confirmed>")],
 )  # fmt: skip
-def test_bad_triggers_and_delays_are_clear(
-    sqlite_db: Database, trigger: str, needle: str
-) -> None:
+def test_bad_triggers_and_delays_are_clear(sqlite_db: Database, trigger: str, needle: str) -> None:
     with sqlite_db.session() as session, pytest.raises(ValidationError, match=needle):
         sequences.create_sequence(session, "x", trigger, topics=["Equity"], now=FakeClock()())
     with pytest.raises(ValidationError, match="invalid delay '3 days'"):

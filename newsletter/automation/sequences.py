@@ -36,8 +36,8 @@ from sqlalchemy.orm import Session
 from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.errors import NotFoundError, StateError, ValidationError
-from newsletter.models.issues import Issue
 from newsletter.models.base import UTCDateTime
+from newsletter.models.issues import Issue
 from newsletter.models.sending import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from newsletter.models.sequences import (
     EnrolmentStatus,
@@ -463,11 +463,12 @@ def sequence_report(session: Session, sequence_id: int) -> dict[str, Any]:
         i.id: i
         for i in session.scalars(select(Issue).where(Issue.id.in_([s.issue_id for s in steps])))
     }
-    statuses = dict(
-        session.execute(
+    statuses: dict[int, str] = {
+        cid: status
+        for cid, status in session.execute(
             select(Campaign.id, Campaign.status).where(Campaign.sequence_id == sequence_id)
-        ).all()
-    )
+        ).tuples()
+    }
     enrolments = {state.value: 0 for state in EnrolmentStatus}
     for state, n in session.execute(
         select(SequenceEnrolment.status, func.count())

@@ -66,10 +66,11 @@ def schedule_issue(
         False, "--resend", help="Send even if this issue already went to this audience."
     ),
     local_time: str | None = typer.Option(
-        None, "--local-time",
+        None,
+        "--local-time",
         help="Arrive at this hour (HH:MM) in each subscriber's own time zone on the date --at "
         "gives (e.g. --at 2027-03-28 --local-time 09:00).",
-    ),  # fmt: skip
+    ),
 ) -> None:
     """Schedule one send of an issue (a 'scheduled' campaign due at --at)."""
     app_ctx = app_context(ctx)

@@ -23,9 +23,10 @@ def create(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="A name for the sequence, e.g. 'Welcome'."),
     trigger: str = typer.Option(
-        "confirmed", "--trigger",
+        "confirmed",
+        "--trigger",
         help="confirmed, topic:<name> or date:<signed_up|confirmed>.",
-    ),  # fmt: skip
+    ),
 ) -> None:
     """Create an active sequence; only triggers from now on enrol subscribers."""
     app_ctx = app_context(ctx)
@@ -67,10 +68,10 @@ def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> 
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    table = Table("id", "name", "status", "trigger", "steps", "enrolled", "sent")
+    keys = ("id", "name", "status", "trigger", "steps", "enrolled", "sent")
+    table = Table(*keys)
     for r in rows:
-        table.add_row(*(str(r[k]) for k in
-                        ("id", "name", "status", "trigger", "steps", "enrolled", "sent")))  # fmt: skip
+        table.add_row(*(str(r[k]) for k in keys))
     console.print(table)
 
 

@@ -17,13 +17,6 @@ from newsletter.models.issues import Issue, IssueItem, IssueSection, IssueStatus
 from newsletter.models.jobs import Job, JobState
 from newsletter.models.resources import Resource, ResourceTopic
 from newsletter.models.scheduling import Schedule, ScheduleRun
-from newsletter.models.sequences import (
-    EnrolmentStatus,
-    Sequence,
-    SequenceEnrolment,
-    SequenceStatus,
-    SequenceStep,
-)
 from newsletter.models.sending import (
     BatchStatus,
     Campaign,
@@ -33,6 +26,13 @@ from newsletter.models.sending import (
     SendBatch,
     TestSend,
     TrackingEvent,
+)
+from newsletter.models.sequences import (
+    EnrolmentStatus,
+    Sequence,
+    SequenceEnrolment,
+    SequenceStatus,
+    SequenceStep,
 )
 from newsletter.models.subscribers import (
     ConsentEvent,
@@ -55,8 +55,8 @@ __all__ = [
     "ConsentKind",
     "Delivery",
     "DeliveryStatus",
-    "EnrolmentStatus",
     "EngagementEvent",
+    "EnrolmentStatus",
     "GuardBaseline",
     "InboundKind",
     "InboundMail",

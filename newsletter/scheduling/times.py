@@ -62,7 +62,9 @@ def parse_date(text: str) -> date:
     try:
         return date.fromisoformat(text.strip()[:10])
     except ValueError:
-        raise ValidationError(f"invalid date {text!r} (expected YYYY-MM-DD, e.g. 2027-03-28)") from None
+        raise ValidationError(
+            f"invalid date {text!r} (expected YYYY-MM-DD, e.g. 2027-03-28)"
+        ) from None
 
 
 def describe(moment: datetime, tz: tzinfo) -> str:

@@ -259,9 +259,9 @@ def start_campaign(
     if not getattr(won, "rowcount", 0):
         return False
     topics, audience, local_date, local_time = session.execute(
-        select(
-            Campaign.topics, Campaign.audience, Campaign.local_date, Campaign.local_time
-        ).where(Campaign.id == campaign_id)
+        select(Campaign.topics, Campaign.audience, Campaign.local_date, Campaign.local_time).where(
+            Campaign.id == campaign_id
+        )
     ).one()
     local = local_date is not None and local_time is not None
     total = insert_audience(

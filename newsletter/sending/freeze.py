@@ -275,7 +275,9 @@ def assign_batches(
     values = {"cid": campaign_id, "size": size, "offset": _last_seq(session, campaign_id)}
     insert_sql, assign_sql = INSERT_BATCHES, ASSIGN_BATCHES
     if subscribers:
-        only = f"{NUMBERED} AND subscriber_id IN (SELECT s.id FROM subscribers s WHERE {subscribers})"
+        only = (
+            f"{NUMBERED} AND subscriber_id IN (SELECT s.id FROM subscribers s WHERE {subscribers})"
+        )
         insert_sql = insert_sql.replace(NUMBERED, only)
         assign_sql = assign_sql.replace(NUMBERED, only)
         values.update(params or {})

@@ -68,9 +68,7 @@ def parse_local(local_time: str) -> str:
     return parse_clock(local_time).strftime("%H:%M")
 
 
-def first_release(
-    session: Session, local_date: date, local_time: str, default_tz: str
-) -> datetime:
+def first_release(session: Session, local_date: date, local_time: str, default_tz: str) -> datetime:
     """When the first zone among today's subscribers reaches the hour: the freeze time."""
     default = zone(default_tz)
     clock = parse_clock(local_time)

@@ -35,9 +35,9 @@ from newsletter.models.subscribers import (
     Suppression,
     SuppressionReason,
 )
+from newsletter.sending.localtime import browser_zone, check_zone
 from newsletter.subscribers import bulk, formats, store
 from newsletter.subscribers.addresses import hash_normalised, normalise_email
-from newsletter.sending.localtime import browser_zone, check_zone
 from newsletter.subscribers.bulk import Progress
 from newsletter.subscribers.ips import masked_ip
 from newsletter.subscribers.store import Actor

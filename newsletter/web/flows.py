@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 
 from newsletter.errors import ValidationError
 from newsletter.models.subscribers import Subscriber
+from newsletter.sending.localtime import browser_zone
 from newsletter.subscribers import confirmation, service
 from newsletter.subscribers.addresses import normalise_email
 from newsletter.subscribers.confirmation import Addressee
 from newsletter.subscribers.service import CONSENT_TEXT, Notice
 from newsletter.subscribers.store import Actor
-from newsletter.sending.localtime import browser_zone
 from newsletter.subscribers.tokens import Purpose
 from newsletter.web.context import Client, WebContext
 

@@ -1,8 +1,9 @@
 """Security headers on every response.
 
 The pages use only our own stylesheet and one script of our own (the sign-up
-page's ``timezone.js``, which fills a hidden field), so the CSP can be strict: nothing inline, no framing (clickjacking on the unsubscribe and
-preference buttons), and no Referer (tokens live in page URLs).  Responses are
+page's ``timezone.js``, which fills a hidden field), so the CSP can be strict:
+nothing inline, no framing (clickjacking on the unsubscribe and preference
+buttons), and no Referer (tokens live in page URLs).  Responses are
 not cached because pages show an address and carry tokens.
 """
 
@@ -11,8 +12,8 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 HEADERS = (
     (b"content-security-policy", CSP.encode()),

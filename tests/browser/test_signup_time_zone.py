@@ -28,18 +28,18 @@ def test_signup_records_the_browsers_time_zone(make_settings: Callable[..., Sett
     settings = make_settings(base_url=f"http://127.0.0.1:{port}")
     db = connect(settings)
     try:
-        with serve(create_app(settings, db, messenger=MemoryMessenger()), port) as url:
-            with playwright_api.sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
-                try:
-                    page = browser.new_context(timezone_id="Asia/Tokyo").new_page()
-                    page.goto(f"{url}/subscribe")
-                    assert page.input_value("#time_zone") == "Asia/Tokyo"
-                    page.fill("#email", "kenji@example.org")
-                    page.click("button[type=submit]")
-                    page.wait_for_selector("text=open the email")
-                finally:
-                    browser.close()
+        app = create_app(settings, db, messenger=MemoryMessenger())
+        with serve(app, port) as url, playwright_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_context(timezone_id="Asia/Tokyo").new_page()
+                page.goto(f"{url}/subscribe")
+                assert page.input_value("#time_zone") == "Asia/Tokyo"
+                page.fill("#email", "kenji@example.org")
+                page.click("button[type=submit]")
+                page.wait_for_selector("text=open the email")
+            finally:
+                browser.close()
         with db.session() as session:
             zone = session.scalar(
                 select(Subscriber.time_zone).where(Subscriber.email == "kenji@example.org")
