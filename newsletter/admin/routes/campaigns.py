@@ -25,8 +25,8 @@ from newsletter.admin.charts import line_chart
 from newsletter.errors import DuplicateSendError, PreflightError, StateError, ValidationError
 from newsletter.models import CampaignStatus, DeliveryStatus, Issue, IssueStatus
 from newsletter.scheduling import admin as scheduling
-from newsletter.scheduling.times import parse_at, zone
-from newsletter.sending import campaigns, service
+from newsletter.scheduling.times import parse_at, parse_date, zone
+from newsletter.sending import campaigns, localtime, service
 from newsletter.web.context import Ctx, WebContext
 
 router = admin_router()
@@ -62,9 +62,10 @@ class Plan:
 
     issue: int
     name: str
-    when: str
+    when: str  # "now", "later" or "local" (at a local hour in each subscriber's zone)
     at: str
     topics: list[str]
+    local_time: str = ""
 
 
 @router.post("/campaigns")
@@ -72,6 +73,7 @@ def create(
     request: Request, ctx: Ctx, identity: Admin, issue: Line = "", name: Line = "",
     when: Line = "now", at: Line = "", confirmed: Line = "", resend: Line = "",
     topics: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
+    local_time: Line = "",
 ) -> Response:  # fmt: skip
     """The form goes to the review step first; the review's button confirms and sends.
 
@@ -82,10 +84,14 @@ def create(
         campaigns.check_topics(topics, ctx.topics)
         if not issue.isdigit():
             raise ValidationError("choose an issue")
-        plan = Plan(int(issue), name.strip(), "later" if when == "later" else "now", at, topics)
+        kind = when if when in ("later", "local") else "now"
+        plan = Plan(int(issue), name.strip(), kind, at, topics, local_time.strip())
         if plan.when == "later":  # a bad or past time is said on the form, before the review
             scheduling.check_future(_moment(ctx, plan), ctx.clock(),
                                     ctx.settings.misfire_grace_seconds)  # fmt: skip
+        if plan.when == "local":
+            with ctx.db.session() as session:
+                _local_due(ctx, session, plan)
         if confirmed != "1":
             return _review_page(request, ctx, plan)
         with ctx.db.session() as session:
@@ -105,8 +111,26 @@ def _moment(ctx: WebContext, plan: Plan) -> datetime:
     return parse_at(plan.at.replace("T", " "), ctx.settings.timezone)
 
 
+def _local_due(ctx: WebContext, session: Session, plan: Plan) -> datetime:
+    """When a local-time plan's first zone is due; a bad date, hour or past time is said now."""
+    if not plan.at.strip() or not plan.local_time:
+        raise ValidationError("choose the date and the local time to arrive at")
+    due = localtime.first_release(
+        session, parse_date(plan.at), localtime.parse_local(plan.local_time),
+        ctx.settings.timezone,
+    )  # fmt: skip
+    scheduling.check_future(due, ctx.clock(), ctx.settings.misfire_grace_seconds)
+    return due
+
+
 def _create(ctx: WebContext, session: Session, plan: Plan, *, resend: bool) -> int:
     name = plan.name or None
+    if plan.when == "local":
+        return scheduling.schedule_local(
+            session, plan.issue, on=parse_date(plan.at), local_time=plan.local_time,
+            default_tz=ctx.settings.timezone, now=ctx.clock(), topics=plan.topics, name=name,
+            grace_seconds=ctx.settings.misfire_grace_seconds, resend=resend,
+        ).id  # fmt: skip
     if plan.when == "now":
         return campaigns.create_campaign(
             plan.issue, session=session, topics=plan.topics, name=name, resend=resend
