@@ -173,3 +173,30 @@ def test_schedule_cli_local_time_and_its_mistakes(
         lines = [line for line in err.splitlines() if line.strip()]
         assert code == 1 and len(lines) == 1 and needle in lines[0], err
         assert "Traceback" not in err
+
+
+def test_subscribers_add_takes_a_time_zone_and_refuses_a_bad_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from newsletter.cli import main
+    from newsletter.config import load_settings
+    from newsletter.db import connect
+
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "cli-test-secret")
+    results = []
+    for zone_name in ("Mars/Base", "Europe/London"):
+        try:
+            main(["subscribers", "add", "ann@example.org", "--confirmed", "--time-zone", zone_name])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        results.append((code, capsys.readouterr().err))
+    (bad, bad_err), (good, good_err) = results
+    lines = [line for line in bad_err.splitlines() if line.strip()]
+    assert bad == 1 and len(lines) == 1 and "--time-zone: unknown time zone 'Mars/Base'" in lines[0]
+    assert good == 0, good_err
+    db = connect(load_settings())
+    with db.session() as session:
+        assert session.scalar(select(Subscriber.time_zone)) == "Europe/London"
+    db.dispose()

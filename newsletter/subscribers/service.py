@@ -353,8 +353,12 @@ def add(
     topics: Sequence[str] = (),
     confirmed: bool = False,
     consent_text: str | None = None,
+    time_zone: str | None = None,
 ) -> Subscriber:
     """Add one subscriber by hand; refuses suppressed and existing addresses."""
+    from newsletter.sending.localtime import check_zone
+
+    zone_name = check_zone(time_zone, where="--time-zone") if time_zone else None
     address = normalise_email(email)
     clean = clean_name(name)
     chosen = clean_topics(topics, allowed_topics)
@@ -368,7 +372,7 @@ def add(
     status = SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING
     row = Subscriber(
         email=address, email_hash=email_hash, name=clean, status=status.value, created_at=now,
-        confirmed_at=now if confirmed else None, soft_bounces=0,
+        confirmed_at=now if confirmed else None, soft_bounces=0, time_zone=zone_name,
     )  # fmt: skip
     row.set_topics(chosen)
     session.add(row)
