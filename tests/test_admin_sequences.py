@@ -21,8 +21,8 @@ from tests.admin_helpers import (
     make_client,
     sign_in,
 )
-from tests.sequence_helpers import confirmed, send_due
 from tests.sending_helpers import FakeClock
+from tests.sequence_helpers import confirmed, send_due
 
 __all__ = ["fast_hashing"]
 
