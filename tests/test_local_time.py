@@ -8,6 +8,7 @@ a name the zone database does not know, get the ``timezone`` setting (UTC).
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
@@ -164,6 +165,10 @@ def test_schedule_cli_local_time_and_its_mistakes(
     code, out, err = run("schedule", "42", "--at", "2030-03-28", "--local-time", "09:00")
     assert code == 0, err
     assert "09:00 local time on 2030-03-28" in out and "2030-03-28 00:00 UTC" in out  # Tokyo
+    listed = json.loads(run("schedule", "list", "--json")[1])["campaigns"]
+    assert [(c["due_utc"], c["local_time"]) for c in listed] == [
+        ("2030-03-28T00:00:00+00:00", "09:00 on 2030-03-28 in each subscriber's zone")
+    ]
     for argv, needle in [
         (("--at", "2030-13-01", "--local-time", "09:00"), "invalid date '2030-13-01'"),
         (("--at", "2030-03-28", "--local-time", "9h"), "invalid time of day '9h'"),

@@ -148,9 +148,10 @@ def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> 
         data = {"campaigns": listing.campaigns, "recurring": listing.recurring}
         console.print_json(json.dumps(data))
         return
-    table = Table("id", "issue", "status", "due", "topics", "reason", title="campaigns")
+    keys = ("id", "issue", "status", "due", "local_time", "topics", "reason")
+    table = Table(*(k.replace("_", " ") for k in keys), title="campaigns")
     for c in listing.campaigns:
-        table.add_row(*_cells(c, "id", "issue", "status", "due", "topics", "reason"))
+        table.add_row(*_cells(c, *keys))
     console.print(table)
     rules = Table("id", "name", "enabled", "next run", "last result", title="recurring")
     for r in listing.recurring:

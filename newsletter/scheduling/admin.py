@@ -190,6 +190,8 @@ def listing(session: Session, *, tz_name: str) -> Listing:
             "due": wall(c.scheduled_at, tz) if c.scheduled_at else None,
             "due_utc": c.scheduled_at.isoformat() if c.scheduled_at else None,
             "topics": c.topics, "schedule_id": c.schedule_id, "reason": c.status_reason,
+            "local_time": f"{c.local_time} on {c.local_date} in each subscriber's zone"
+            if c.local_time else None,
         }
         for c, number in rows
     ]  # fmt: skip
