@@ -20,6 +20,7 @@ from newsletter.subscribers import links
 from newsletter.subscribers.service import CONSENT_TEXT
 from newsletter.web import flows
 from newsletter.web.context import Client, Ctx
+from newsletter.web.security import SIGNUP_CSP
 from newsletter.web.templating import page
 
 router = APIRouter(include_in_schema=False)
@@ -42,10 +43,12 @@ def _subscribe_page(
     name: str = "",
     chosen: list[str] | None = None,
 ) -> Response:
-    return page(
+    answer = page(
         request, "subscribe.html.j2", status_code, consent_text=CONSENT_TEXT, topics=ctx.topics,
         chosen=ctx.topics if chosen is None else chosen, error=error, email=email, name=name,
     )  # fmt: skip
+    answer.headers["content-security-policy"] = SIGNUP_CSP  # its time zone script
+    return answer
 
 
 @router.get("/subscribe")
