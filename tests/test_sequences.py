@@ -149,3 +149,27 @@ def test_bad_triggers_and_delays_are_clear(sqlite_db: Database, trigger: str, ne
     assert [sequences.parse_delay(v) for v in ("0", "45", "2h", "3d", "1w")] == [
         0, 45, 120, 4320, 10080,
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_the_scheduler_sends_the_welcome_on_its_own(issue42: Database, settings: Settings) -> None:
+    """The real scheduler runtime (its sweep ticks the sequences) and its in-process worker."""
+    from newsletter.scheduling.runner import RunOptions, SchedulerRuntime
+    from tests.scheduler_helpers import running, wait_for
+
+    now = datetime.now(UTC)
+    with issue42.session() as session:
+        seq = sequences.create_sequence(session, "Welcome", "confirmed", topics=[], now=now)
+        sequences.add_step(session, seq.id, 42, delay_minutes=0, now=now)
+    mail = MemoryMessenger()
+    options = RunOptions(sweep_seconds=0.5, retry_seconds=0.1, worker=True, webhooks=False)
+    ticks: list[int] = []
+    runtime = SchedulerRuntime(
+        issue42, settings, options=options, messenger=mail, on_tick=lambda *_: ticks.append(1)
+    )
+    with running(runtime):
+        confirmed(issue42, "ada@example.org", datetime.now(UTC))
+        assert wait_for(lambda: len(mail.sent) == 1, timeout=20)
+        seen = len(ticks)
+        assert wait_for(lambda: len(ticks) >= seen + 2, timeout=10)  # two more sweeps
+    assert [m.email for m in mail.sent] == ["ada@example.org"]
