@@ -58,6 +58,10 @@ def test_an_admin_creates_a_sequence_adds_steps_pauses_and_sees_results(
     row = detail.text.split("<tbody>")[1].split("</tr>")[0]  # step 1: queued 0, sent 1
     assert "Issue 42" in row and '<td class="num">1</td>' in row
     assert "1 active" in detail.text and "2d" in detail.text
+    with db.session() as session:
+        step_id = session.scalars(select(Campaign.id).where(Campaign.sequence_id == seq_id)).first()
+    step_page = client.get(f"/admin/campaigns/{step_id}").text  # the step's recipients
+    assert f'href="/admin/sequences/{seq_id}"' in step_page and 'id="cancel"' not in step_page
     paused = client.form(f"{page_url}/state", {"paused": "1"})
     assert paused.status_code == 303 and "Paused." in client.get(paused.headers["location"]).text
     with db.session() as session:
@@ -86,5 +90,8 @@ def test_the_campaign_form_schedules_a_local_time_send(
     with db.session() as session:
         campaign = session.scalars(select(Campaign)).one()
         assert (str(campaign.local_date), campaign.local_time) == ("2030-03-28", "09:00")
+        cid = campaign.id
+    shown = client.get(f"/admin/campaigns/{cid}").text
+    assert "arrives at 09:00 on 2030-03-28 in each subscriber" in shown
     bad = client.form("/admin/campaigns", {**form, "local_time": "25:00"})
     assert bad.status_code == 422 and "invalid time of day" in bad.text
