@@ -83,3 +83,16 @@ def test_mistakes_are_one_line_errors(cli_env: Path, capsys: pytest.CaptureFixtu
         assert "Traceback" not in err
     listed = json.loads(run(capsys, "sequences", "list", "--json")[1])
     assert [(r["name"], r["steps"]) for r in listed] == [("Welcome", 0)]  # nothing half-made
+
+
+def test_campaign_commands_refuse_a_sequence_step(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "sequences", "create", "Welcome")
+    run(capsys, "sequences", "add-step", "Welcome", "--issue", "42")
+    for verb in ("pause", "cancel"):
+        code, _out, err = run(capsys, "campaign", verb, "1")
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 1 and len(lines) == 1 and "is a step of sequence #1" in lines[0], err
+    shown = json.loads(run(capsys, "sequences", "show", "1", "--json")[1])
+    assert shown["steps"][0]["campaign_status"] == "sending"

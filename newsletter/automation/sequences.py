@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.db import Database
-from newsletter.errors import NotFoundError, StateError, ValidationError
+from newsletter.errors import DatabaseError, NotFoundError, ValidationError
 from newsletter.models.base import UTCDateTime
 from newsletter.models.issues import Issue
 from newsletter.models.sending import Campaign, CampaignStatus, Delivery, DeliveryStatus
@@ -202,15 +202,6 @@ def set_paused(session: Session, sequence_id: int, paused: bool) -> Sequence:
         .values(status=after, status_reason="sequence paused" if paused else None)
     )
     return sequence
-
-
-def check_not_sequence(campaign: Campaign) -> None:
-    """Step campaigns are driven by their sequence: refuse campaign commands on them."""
-    if campaign.sequence_id is not None:
-        raise StateError(
-            f"campaign #{campaign.id} is a step of sequence #{campaign.sequence_id}; "
-            "use 'newsletter sequences pause|resume'"
-        )
 
 
 # --- the tick ------------------------------------------------------------------------
@@ -393,8 +384,14 @@ def tick(db: Database, settings: Settings, now: datetime) -> TickReport:
         )
     total = TickReport()
     for sequence_id in ids:
-        with db.session() as session:
-            one = tick_one(session, sequence_id, now=now, batch_size=settings.batch_size)
+        try:
+            with db.session() as session:
+                one = tick_one(session, sequence_id, now=now, batch_size=settings.batch_size)
+        except DatabaseError:
+            raise  # the database is gone: the next sweep retries them all
+        except Exception:  # one broken sequence must not hold up the others
+            log.exception("sequence #%s: tick failed; retried at the next sweep", sequence_id)
+            continue
         total.enrolled += one.enrolled
         total.stopped += one.stopped
         total.queued.update(one.queued)

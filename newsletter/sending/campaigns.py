@@ -311,7 +311,18 @@ def _transition(
         raise StateError(f"cannot {verb} campaign #{campaign_id}: it is {current}")
 
 
+def _not_a_step(campaign_id: int, session: Session) -> None:
+    """A sequence step's campaign follows its sequence: pause, resume and cancel go there."""
+    sequence_id = session.scalar(select(Campaign.sequence_id).where(Campaign.id == campaign_id))
+    if sequence_id is not None:
+        raise StateError(
+            f"campaign #{campaign_id} is a step of sequence #{sequence_id}; use "
+            f"'newsletter sequences pause|resume {sequence_id}' or the admin's Sequences page"
+        )
+
+
 def pause_campaign(campaign_id: int, *, session: Session, reason: str = "paused by admin") -> None:
+    _not_a_step(campaign_id, session)
     _transition(
         campaign_id,
         session=session,
@@ -326,6 +337,7 @@ def resume_campaign(campaign_id: int, *, session: Session, now: datetime | None 
     """Continue a paused campaign; after a reputation-guard pause the guard counts afresh."""
     from newsletter.bounces.guard import REASON_PREFIX, record_baseline
 
+    _not_a_step(campaign_id, session)
     reason = session.scalar(select(Campaign.status_reason).where(Campaign.id == campaign_id))
     _transition(
         campaign_id,
@@ -344,6 +356,7 @@ def resume_campaign(campaign_id: int, *, session: Session, now: datetime | None 
 
 def cancel_campaign(campaign_id: int, *, session: Session, now: datetime) -> None:
     """Stop for good: unsent recipients end as skipped, batches in flight still settle."""
+    _not_a_step(campaign_id, session)
     allowed = [
         CampaignStatus.DRAFT,
         CampaignStatus.SCHEDULED,
