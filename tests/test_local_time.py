@@ -186,6 +186,7 @@ def test_subscribers_add_takes_a_time_zone_and_refuses_a_bad_one(
     from newsletter.cli import main
     from newsletter.config import load_settings
     from newsletter.db import connect
+    from newsletter.subscribers import service
 
     monkeypatch.setenv("NEWSLETTER_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "cli-test-secret")
@@ -204,4 +205,6 @@ def test_subscribers_add_takes_a_time_zone_and_refuses_a_bad_one(
     db = connect(load_settings())
     with db.session() as session:
         assert session.scalar(select(Subscriber.time_zone)) == "Europe/London"
+        exported = service.gdpr_export("ann@example.org", session=session)
+    assert exported["subscriber"]["time_zone"] == "Europe/London"  # it is theirs: exported
     db.dispose()

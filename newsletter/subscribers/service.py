@@ -456,6 +456,7 @@ def subscriber_as_dict(row: Subscriber) -> dict[str, Any]:
         "last_confirmation_sent_at": _iso(row.last_confirmation_sent_at),
         "soft_bounces": row.soft_bounces,
         "tracking": row.tracking,
+        "time_zone": row.time_zone,
     }
 
 
