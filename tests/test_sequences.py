@@ -173,3 +173,35 @@ def test_the_scheduler_sends_the_welcome_on_its_own(issue42: Database, settings:
         seen = len(ticks)
         assert wait_for(lambda: len(ticks) >= seen + 2, timeout=10)  # two more sweeps
     assert [m.email for m in mail.sent] == ["ada@example.org"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_steps_opens_and_clicks_come_from_the_existing_tracking(
+    issue42: Database, settings: Settings
+) -> None:
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from newsletter.web import create_app
+
+    settings = settings.model_copy(update={"scanner_window_seconds": 0.0})
+    clock, mail = FakeClock(), MemoryMessenger()
+    seq_id, _welcome, _tips = _welcome_series(issue42, clock)
+    confirmed(issue42, "ada@example.org", clock.now)
+    sequences.tick(issue42, settings, clock.now + timedelta(seconds=30))
+    send_due(issue42, settings, mail, clock)
+    html = mail.sent[0].email_message.html
+    base = settings.base_url
+    link = re.findall(rf'href="{base}(/r/[^"]+)"', html)[1]
+    firefox = {
+        "user-agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+    }
+    app = create_app(settings, issue42, messenger=MemoryMessenger())
+    with TestClient(app, headers=firefox) as client:
+        assert client.get(link, follow_redirects=False).status_code == 302
+        client.app.state.recorder.drain_once()  # type: ignore[attr-defined]
+    with issue42.session() as session:
+        first, second = sequences.sequence_report(session, seq_id)["steps"]
+    assert (first["sent"], first["opened"], first["clicked"]) == (1, 1, 1)  # a click is an open
+    assert (second["sent"], second["opened"], second["clicked"]) == (0, 0, 0)
