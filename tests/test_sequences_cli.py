@@ -96,3 +96,23 @@ def test_campaign_commands_refuse_a_sequence_step(
         assert code == 1 and len(lines) == 1 and "is a step of sequence #1" in lines[0], err
     shown = json.loads(run(capsys, "sequences", "show", "1", "--json")[1])
     assert shown["steps"][0]["campaign_status"] == "sending"
+
+
+def test_scheduler_run_once_sends_due_sequence_emails(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from tests.sequence_helpers import confirmed, ledger
+
+    run(capsys, "sequences", "create", "Welcome")
+    run(capsys, "sequences", "add-step", "Welcome", "--issue", "42")
+    db = connect(load_settings())
+    confirmed(db, "ada@example.org", datetime.now(UTC))
+    code, out, err = run(capsys, "scheduler", "run", "--once")
+    assert code == 0, err
+    assert "sequences: 1 email(s) queued" in out and "sequences: 1 sent" in out
+    assert ledger(db, 1) == {"ada@example.org": "accepted"}
+    code, out, err = run(capsys, "scheduler", "run", "--once")  # the next cron pass: nothing
+    assert code == 0 and "sequences" not in out, err
+    db.dispose()

@@ -259,6 +259,7 @@ def run(
         runs, due = steps.tick(app_ctx.db, app_ctx.settings, system_now())
         _print_tick(runs, due)
         _send_once(app_ctx, worker=worker)
+        _sequences_once(app_ctx, worker=worker)
         return
     options = RunOptions(sweep_seconds=sweep_seconds, retry_seconds=retry_seconds, worker=worker)
     runtime = SchedulerRuntime(app_ctx.db, app_ctx.settings, options=options)
@@ -297,6 +298,22 @@ def _send_once(app_ctx: AppContext, *, worker: bool) -> None:
             break
         _send_with_progress(app_ctx, campaign_id, stop)
         _print_report(app_ctx, campaign_id, as_json=False, recipients=False)
+
+
+def _sequences_once(app_ctx: AppContext, *, worker: bool) -> None:
+    """``--once``: enrol and queue due sequence emails, and (with a worker) send them now."""
+    from newsletter.automation import sequences
+    from newsletter.cli.campaigns import _stop_on_sigterm
+    from newsletter.sending import service
+
+    report = sequences.tick(app_ctx.db, app_ctx.settings, system_now())
+    if not report.total_queued:
+        return
+    console.print(f"sequences: {report.total_queued} email(s) queued", highlight=False)
+    if worker:
+        with service.open_worker(app_ctx.db, app_ctx.settings) as running:
+            stats = running.run(_stop_on_sigterm(), until=lambda: True)  # until nothing is due
+        console.print(f"sequences: {stats.accepted} sent", highlight=False)
 
 
 # --- newsletter demo ---------------------------------------------------------------------

@@ -190,10 +190,9 @@ def create_campaign(
 
 
 def campaign_ids(*, session: Session, status: str) -> list[int]:
-    """Ids of the campaigns in one state, oldest first."""
-    return list(
-        session.scalars(select(Campaign.id).where(Campaign.status == status).order_by(Campaign.id))
-    )
+    """Ids of the campaigns in one state, oldest first (sequence steps, which never end, not)."""
+    query = select(Campaign.id).where(Campaign.status == status, Campaign.sequence_id.is_(None))
+    return list(session.scalars(query.order_by(Campaign.id)))
 
 
 def allow_resend(campaign_id: int, *, session: Session) -> None:
