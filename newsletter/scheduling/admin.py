@@ -130,7 +130,11 @@ def cancel_scheduled(session: Session, campaign_id: int) -> None:
 def reschedule(
     session: Session, campaign_id: int, *, at: datetime, now: datetime, grace_seconds: int
 ) -> None:
-    """Move an unstarted campaign (scheduled, missed, or failed to start) to a new due time."""
+    """Move an unstarted campaign (scheduled, missed, or failed to start) to a new due time.
+
+    A local-time campaign becomes an ordinary one due at ``at`` (schedule a new
+    local-time send to keep each reader's hour).
+    """
     check_future(at, now, grace_seconds)
     result = session.execute(
         update(Campaign)
@@ -139,7 +143,13 @@ def reschedule(
             Campaign.status.in_(MOVABLE),
             Campaign.started_at.is_(None),
         )
-        .values(status=CampaignStatus.SCHEDULED, scheduled_at=at, status_reason=None)
+        .values(
+            status=CampaignStatus.SCHEDULED,
+            scheduled_at=at,
+            status_reason=None,
+            local_date=None,
+            local_time=None,
+        )  # fmt: skip
     )
     if not getattr(result, "rowcount", 0):
         _refuse(session, campaign_id, "reschedule", None)
