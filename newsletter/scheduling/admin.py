@@ -149,7 +149,7 @@ def reschedule(
             status_reason=None,
             local_date=None,
             local_time=None,
-        )  # fmt: skip
+        )
     )
     if not getattr(result, "rowcount", 0):
         _refuse(session, campaign_id, "reschedule", None)
