@@ -169,6 +169,11 @@ def test_schedule_cli_local_time_and_its_mistakes(
     assert [(c["due_utc"], c["local_time"]) for c in listed] == [
         ("2030-03-28T00:00:00+00:00", "09:00 on 2030-03-28 in each subscriber's zone")
     ]
+    assert run("schedule", "reschedule", "1", "--at", "2030-04-01 09:00")[0] == 0
+    listed = json.loads(run("schedule", "list", "--json")[1])["campaigns"]
+    assert [(c["due_utc"], c["local_time"]) for c in listed] == [
+        ("2030-04-01T13:00:00+00:00", None)  # an ordinary send now (New York's 09:00)
+    ]
     for argv, needle in [
         (("--at", "2030-13-01", "--local-time", "09:00"), "invalid date '2030-13-01'"),
         (("--at", "2030-03-28", "--local-time", "9h"), "invalid time of day '9h'"),
