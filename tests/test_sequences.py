@@ -134,6 +134,15 @@ def test_topic_trigger_pause_and_resume(issue42: Database, settings: Settings) -
         sequences.set_paused(session, seq_id, False)
     send_due(issue42, settings, mail, clock)
     assert [m.email for m in mail.sent] == ["ann@example.org"]
+    with issue42.session() as session:  # leaving the topic ends the series
+        ann = session.scalars(select(Subscriber).where(Subscriber.email == "ann@example.org")).one()
+        subscribers.update_preferences(
+            ann, session=session, actor=WEB, allowed_topics=["Equity"], topics=[],
+            paused_until=None, now=clock.now,
+        )  # fmt: skip
+    clock.now += timedelta(days=4)
+    report = sequences.tick(issue42, settings, clock.now)
+    assert (report.stopped, report.total_queued) == (1, 0)
 
 
 @pytest.mark.parametrize(

@@ -258,9 +258,21 @@ def _enrol(session: Session, sequence: Sequence, now: datetime) -> int:
     return int(result.rowcount or 0)
 
 
-def _stop(session: Session, sequence_id: int) -> int:
-    """Unsubscribed, bounced, complained or suppressed since enrolling: nothing more."""
-    stopped = 0
+def _stop(session: Session, sequence: Sequence) -> int:
+    """Unsubscribed, bounced, complained, suppressed or (a topic's) left it: nothing more."""
+    sequence_id, stopped = sequence.id, 0
+    if sequence.trigger == "topic":
+        left: Any = session.execute(
+            text("""
+                UPDATE sequence_enrolments SET status = 'stopped', stopped_reason = 'left the topic'
+                WHERE sequence_id = :qid AND status = 'active' AND NOT EXISTS
+                    (SELECT 1 FROM subscriber_topics st
+                     WHERE st.subscriber_id = sequence_enrolments.subscriber_id
+                       AND st.topic = :topic)
+            """),
+            {"qid": sequence_id, "topic": sequence.trigger_value},
+        )
+        stopped += int(left.rowcount or 0)
     for reason, condition in (
         ("address suppressed", _SUPPRESSED),
         ("'subscriber ' || s.status", "s.status <> 'confirmed'"),
@@ -366,7 +378,7 @@ def tick_one(session: Session, sequence_id: int, *, now: datetime, batch_size: i
     assert sequence is not None
     steps = steps_of(session, sequence_id)
     report.enrolled = _enrol(session, sequence, now)
-    report.stopped = _stop(session, sequence_id)
+    report.stopped = _stop(session, sequence)
     report.queued = _queue(session, sequence_id, steps, now, batch_size)
     _finish_enrolments(session, sequence_id, steps)
     return report
