@@ -213,3 +213,18 @@ def test_subscribers_add_takes_a_time_zone_and_refuses_a_bad_one(
         exported = service.gdpr_export("ann@example.org", session=session)
     assert exported["subscriber"]["time_zone"] == "Europe/London"  # it is theirs: exported
     db.dispose()
+
+
+def test_the_json_sign_up_api_takes_a_time_zone(sqlite_db: Database, settings: Settings) -> None:
+    from fastapi.testclient import TestClient
+
+    from newsletter.web import create_app
+
+    app = create_app(settings, sqlite_db, messenger=MemoryMessenger())
+    with TestClient(app) as client:
+        for email, tz in (("kenji@example.org", "Asia/Tokyo"), ("zed@example.org", "Nowhere/X")):
+            answer = client.post("/api/subscribe", json={"email": email, "time_zone": tz})
+            assert answer.status_code == 202, answer.text
+    with sqlite_db.session() as session:
+        zones = dict(session.execute(select(Subscriber.email, Subscriber.time_zone)).all())
+    assert zones == {"kenji@example.org": "Asia/Tokyo", "zed@example.org": None}
