@@ -7,6 +7,7 @@ Emails are issue 42 rendered by the real pipeline and sent by a real worker
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -214,3 +215,49 @@ def test_a_steps_opens_and_clicks_come_from_the_existing_tracking(
         first, second = sequences.sequence_report(session, seq_id)["steps"]
     assert (first["sent"], first["opened"], first["clicked"]) == (1, 1, 1)  # a click is an open
     assert (second["sent"], second["opened"], second["clicked"]) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_imports_and_admin_adds_trigger_no_welcome(
+    issue42: Database, settings: Settings, tmp_path: Path
+) -> None:
+    """Moving a list over must not mail it a welcome: only the double opt-in's confirmation."""
+    clock = FakeClock(datetime.now(UTC))
+    with issue42.session() as session:
+        seq = sequences.create_sequence(session, "Welcome", "confirmed", topics=[], now=clock())
+        sequences.add_step(session, seq.id, 42, delay_minutes=0, now=clock())
+        topical = sequences.create_sequence(session, "Equity", "topic:Equity",
+                                            topics=["Equity"], now=clock())  # fmt: skip
+        sequences.add_step(session, topical.id, 42, delay_minutes=0, now=clock())
+    listing = tmp_path / "list.csv"
+    listing.write_text("email,topics\nimp1@example.org,Equity\nimp2@example.org,\n")
+    with issue42.session() as session:
+        report = subscribers.import_csv(listing, session=session, allowed_topics=["Equity"])
+        subscribers.add("admin-added@example.org", session=session, actor=WEB,
+                        allowed_topics=["Equity"], topics=["Equity"], confirmed=True)  # fmt: skip
+    assert report.added == 2
+    confirmed(issue42, "real@example.org", clock.now)
+    clock.now += timedelta(seconds=30)
+    result = sequences.tick(issue42, settings, clock.now)
+    assert result.enrolled == 1, _who(issue42)  # real@ only: imports and admin adds are not opt-ins
+    with issue42.session() as session:
+        enrolled = set(
+            session.scalars(
+                select(Subscriber.email).join(
+                    SequenceEnrolment, SequenceEnrolment.subscriber_id == Subscriber.id
+                )
+            )
+        )
+    assert enrolled == {"real@example.org"}
+
+
+def _who(db: Database) -> list[tuple[str, int]]:
+    with db.session() as session:
+        return [
+            (str(e), int(q))
+            for e, q in session.execute(
+                select(Subscriber.email, SequenceEnrolment.sequence_id).join(
+                    SequenceEnrolment, SequenceEnrolment.subscriber_id == Subscriber.id
+                )
+            ).all()
+        ]

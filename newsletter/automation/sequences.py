@@ -227,18 +227,30 @@ def _typed(sql: str, *names: str) -> Any:
     return text(sql).bindparams(*(bindparam(n, type_=UTCDateTime) for n in names))
 
 
-def _trigger_sql(sequence: Sequence) -> tuple[str, str, dict[str, Any]]:
-    """(join, trigger-time column, params) for a sequence's trigger."""
+# A confirmation is the double opt-in's: an import or an admin's "add --confirmed" records
+# no 'confirm' consent event, so moving a list over never mails it a welcome.
+_OPTED_IN = (
+    "AND EXISTS (SELECT 1 FROM consent_events ce"
+    " WHERE ce.subscriber_id = s.id AND ce.kind = 'confirm')"
+)
+
+
+def _trigger_sql(sequence: Sequence) -> tuple[str, str, str, dict[str, Any]]:
+    """(join, trigger-time column, extra condition, params) for a sequence's trigger.
+
+    Joining a topic is the topic row's ``created_at`` (set when a reader ticks
+    it; imported rows have none, so an import does not trigger either).
+    """
     if sequence.trigger == "topic":
         join = "JOIN subscriber_topics st ON st.subscriber_id = s.id AND st.topic = :topic"
-        return join, "st.created_at", {"topic": sequence.trigger_value}
+        return join, "st.created_at", "", {"topic": sequence.trigger_value}
     if sequence.trigger == "date":
-        return "", DATE_FIELDS[sequence.trigger_value or ""], {}
-    return "", "s.confirmed_at", {}
+        return "", DATE_FIELDS[sequence.trigger_value or ""], "", {}
+    return "", "s.confirmed_at", _OPTED_IN, {}
 
 
 def _enrol(session: Session, sequence: Sequence, now: datetime) -> int:
-    join, column, params = _trigger_sql(sequence)
+    join, column, extra, params = _trigger_sql(sequence)
     sql = f"""
         INSERT INTO sequence_enrolments
             (sequence_id, subscriber_id, triggered_at, enrolled_at, status)
@@ -248,7 +260,7 @@ def _enrol(session: Session, sequence: Sequence, now: datetime) -> int:
           AND {column} >= :since AND {column} <= :now
           AND NOT EXISTS (SELECT 1 FROM sequence_enrolments e
                           WHERE e.sequence_id = :qid AND e.subscriber_id = s.id)
-          AND NOT {_SUPPRESSED}
+          AND NOT {_SUPPRESSED} {extra}
         ON CONFLICT (sequence_id, subscriber_id) DO NOTHING
     """
     result: Any = session.execute(

@@ -233,7 +233,11 @@ class Plan:
         ]  # fmt: skip
         new_ids = insert_returning_ids(self.session, Subscriber, values, key="email")
         ids = {r.email: id_ for r, id_ in zip(new, new_ids, strict=True)}
-        topics = [{"subscriber_id": ids[r.email], "topic": t} for r in new for t in r.topics or []]
+        topics = [
+            {"subscriber_id": ids[r.email], "topic": t, "created_at": None}
+            for r in new
+            for t in r.topics or []
+        ]
         insert_rows(self.session, SubscriberTopic, topics)
         self._events([self._row_event(r, ids[r.email]) for r in new])
 
@@ -270,7 +274,9 @@ class Plan:
                 )
             )
         topics = [
-            {"subscriber_id": old.id, "topic": t} for row, old in retopic for t in row.topics or []
+            {"subscriber_id": old.id, "topic": t, "created_at": None}
+            for row, old in retopic
+            for t in row.topics or []
         ]
         insert_rows(self.session, SubscriberTopic, topics)
         self._events([self._update_event(row, old, f) for row, old, f in changes])

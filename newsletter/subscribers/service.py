@@ -377,6 +377,13 @@ def add(
     row.set_topics(chosen)
     session.add(row)
     session.flush()
+    # an admin's choice, not the reader's joining a topic: it starts no topic sequence
+    session.execute(
+        update(SubscriberTopic)
+        .where(SubscriberTopic.subscriber_id == row.id)
+        .values(created_at=None)
+        .execution_options(synchronize_session=False)
+    )
     store.record(
         session, ConsentKind.ADMIN, actor=actor, email_hash=email_hash, subscriber=row,
         consent_text=consent_text, detail={"status": status.value, "topics": chosen}, now=now,

@@ -82,12 +82,15 @@ def upgrade() -> None:
     op.add_column("campaigns", sa.Column("local_time", sa.String(5)))
     op.create_index("ix_campaigns_sequence_id", "campaigns", ["sequence_id"])
     op.add_column("subscribers", sa.Column("time_zone", sa.String(64)))
+    # the sequence sweep looks up recent confirmations every 30 s
+    op.create_index("ix_subscribers_confirmed_at", "subscribers", ["confirmed_at"])
     op.add_column("subscriber_topics", sa.Column("created_at", UTCDateTime))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("subscriber_topics") as batch:
         batch.drop_column("created_at")
+    op.drop_index("ix_subscribers_confirmed_at", table_name="subscribers")
     with op.batch_alter_table("subscribers") as batch:
         batch.drop_column("time_zone")
     op.drop_index("ix_campaigns_sequence_id", table_name="campaigns")
