@@ -268,3 +268,66 @@ def test_start_refuses_a_sample_the_audience_no_longer_fills(sqlite_db: Database
         assert campaigns.get_campaign(cid, session=session).status == "draft"
         assert session.scalar(select(func.count()).select_from(Delivery)) == 0
         assert session.get(SubjectTest, cid) is not None
+
+
+# --- the preheader and the admin pages -----------------------------------------------------
+
+
+def test_the_preheader_is_the_hidden_first_line_of_the_email_and_the_inbox_line() -> None:
+    import re
+    from dataclasses import replace
+
+    from newsletter.issues.preview import inbox_snippet
+    from newsletter.render import Renderer, render_issue, render_web_version
+    from tests.issue_helpers import THEME, issue_42
+
+    issue = replace(issue_42(), preheader="Tips & tricks for April")
+    html = render_issue(issue, theme=THEME, renderer=Renderer()).html
+    first = re.search(r"<body[^>]*>\s*<div style=\"([^\"]*)\">([^<]*)", html)
+    assert first is not None
+    assert "display:none" in first.group(1) and "max-height:0px" in first.group(1)
+    assert first.group(2).startswith("Tips &amp; tricks for April&#847;")  # escaped, padded
+    assert inbox_snippet(html) == "Tips & tricks for April"
+    web = render_web_version(issue, theme=THEME, renderer=Renderer())
+    assert "Tips &amp; tricks for April" not in web  # the archive page has no preview line
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_admin_form_review_and_report_of_a_subject_test(
+    db: Database, settings: Settings, seeds_dir: Path
+) -> None:
+    from tests.admin_helpers import load_issue_42, signed_in_client
+
+    load_issue_42(db, settings, seeds_dir)
+    with db.session() as session:
+        add_subscribers(session, 20)
+    client = signed_in_client(db, settings, "admin")
+    listing = client.get("/admin/campaigns").text
+    assert listing.count('name="subjects"') == 3 and 'id="test_window"' in listing
+    form = {"issue": "42", "when": "now", "subjects": ["Alpha", "Beta", ""],
+            "test_share": "20", "test_window": "2h", "test_metric": "opens"}  # fmt: skip
+    one = client.form("/admin/campaigns", {**form, "subjects": ["Alone", "", ""]})
+    assert one.status_code == 422 and "needs 2 or 3 subject lines, got 1" in one.text
+    big = client.form("/admin/campaigns", {**form, "test_share": "60"})
+    assert big.status_code == 422 and "the sample would be 120 % of the audience" in big.text
+    review = client.form("/admin/campaigns", form)
+    assert review.status_code == 200 and 'id="review-subject-test"' in review.text
+    assert "A: Alpha" in review.text and "B: Beta" in review.text and "after 2h" in review.text
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Campaign)) == 0
+    created = client.form("/admin/campaigns", {**form, "confirmed": "1"})
+    assert created.status_code == 303 and created.headers["location"].endswith("done=started")
+    cid = int(created.headers["location"].split("/")[3].split("?")[0])
+    page = client.get(f"/admin/campaigns/{cid}").text
+    assert 'id="subject-test"' in page and "(4 recipients each)" in page
+    assert "The winner is picked at" in page and "the other 12 recipients wait" in page
+
+    clock = FakeClock()
+    _send_what_is_due(db, settings, MemoryMessenger(), clock)
+    with db.session() as session:
+        decision = abtest.decide(cid, session=session, now=clock(), force=True)
+    assert decision is not None and decision.winner == 1 and decision.released > 0
+    page = client.get(f"/admin/campaigns/{cid}").text
+    decided = page[page.index('id="subject-test-decision"') :]
+    assert "A kept: the subjects tied" in decided and "Too few opens to tell" in decided
+    assert "winner</span>" in page and "sent “Alpha”" in page
