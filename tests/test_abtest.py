@@ -104,7 +104,9 @@ def test_ab_campaign_each_subscriber_gets_one_message_and_the_rest_get_the_winne
     test = report.subject_test
     assert test is not None and test["winner"] == 2 and test["winner_subject"] == SUBJECTS[1]
     assert [(v["label"], v["sample"], v["clicked"]) for v in test["variants"]] == [
-        ("A", 6, 1), ("B", 6, 4), ("C", 6, 0)
+        ("A", 6, 1),
+        ("B", 6, 4),
+        ("C", 6, 0),
     ]
     assert test["rest"] == {"recipients": 42, "reached": 42}
     assert "too few clicks to tell" in test["confidence"].lower()
@@ -260,10 +262,10 @@ def test_start_refuses_a_sample_the_audience_no_longer_fills(sqlite_db: Database
             .where(Subscriber.email == "user0@example.org")
             .values(status="unsubscribed")
         )
-    with pytest.raises(ValidationError, match=r"larger than the audience \(2 subscribers\)"):
-        with sqlite_db.session() as session:
-            campaigns.start_campaign(cid, session=session, checks=NoChecks(), batch_size=10,
-                                     now=clock())  # fmt: skip
+    refused = pytest.raises(ValidationError, match=r"larger than the audience \(2 subscribers\)")
+    with refused, sqlite_db.session() as session:
+        campaigns.start_campaign(cid, session=session, checks=NoChecks(), batch_size=10,
+                                 now=clock())  # fmt: skip
     with sqlite_db.session() as session:
         assert campaigns.get_campaign(cid, session=session).status == "draft"
         assert session.scalar(select(func.count()).select_from(Delivery)) == 0

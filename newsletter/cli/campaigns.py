@@ -21,8 +21,8 @@ from rich.table import Table
 
 from newsletter.cli.common import AppContext, app_context, console
 from newsletter.db import Database
-from newsletter.models.sending import DeliveryStatus
 from newsletter.errors import StateError, ValidationError
+from newsletter.models.sending import DeliveryStatus
 from newsletter.sending import abtest, campaigns, service
 from newsletter.sending.engine import system_now
 from newsletter.sending.sqlstore import count_by_status
@@ -45,12 +45,14 @@ def create(
         "active", help="active (the default: not the inactive), inactive (re-engagement) or all."
     ),
     subject_variant: list[str] = typer.Option(
-        [], "--subject-variant",
+        [],
+        "--subject-variant",
         help="A/B test: a subject line to try; give 2 or 3 (the issue's own subject is not "
         "added by itself).",
     ),
     test_share: int = typer.Option(
-        abtest.DEFAULT_SHARE, "--test-share",
+        abtest.DEFAULT_SHARE,
+        "--test-share",
         help="A/B test: percent of the audience that gets each subject in the sample.",
     ),
     test_window: str = typer.Option(

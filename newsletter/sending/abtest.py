@@ -328,10 +328,7 @@ def confidence(found: Sequence[VariantResult]) -> str:
     best, second = ranked(found)[:2]
     total = sum(r.successes for r in found)
     if total < MIN_EVENTS or best.successes < MIN_LEADER_EVENTS:
-        return (
-            f"Too few {noun} to tell ({total} in the whole sample): "
-            "any lead may be chance."
-        )
+        return f"Too few {noun} to tell ({total} in the whole sample): any lead may be chance."
     p = _p_value(best, second)
     lead = f'"{best.subject}" ({best.rate:.1%}) against "{second.subject}" ({second.rate:.1%})'
     if p < 0.01:

@@ -273,9 +273,7 @@ class IssuePreparer:
             for a in batch.recipients
         ]
         return MessageBatch(
-            template=self.template(
-                batch.issue_id, batch.segment, subject=self.subject_for(batch)
-            ),
+            template=self.template(batch.issue_id, batch.segment, subject=self.subject_for(batch)),
             sender=self.sender,
             recipients=recipients,
             custom_args={"campaign_id": str(batch.campaign_id)},

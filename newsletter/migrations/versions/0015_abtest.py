@@ -32,7 +32,9 @@ def upgrade() -> None:
         sa.Column("note", sa.Text),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["campaign_id"], ["campaigns.id"], ondelete="CASCADE",
+            ["campaign_id"],
+            ["campaigns.id"],
+            ondelete="CASCADE",
             name="fk_subject_tests_campaign_id_campaigns",
         ),
         sa.PrimaryKeyConstraint("campaign_id", name="pk_subject_tests"),
