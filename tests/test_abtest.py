@@ -16,6 +16,7 @@ from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.errors import ValidationError
 from newsletter.models import Campaign, Delivery, SendBatch, SubjectTest
+from newsletter.scheduling import steps
 from newsletter.sending import abtest, campaigns, service
 from newsletter.tracking.engagement import store_hits
 from newsletter.transports import MemoryMessenger
@@ -87,8 +88,11 @@ def test_ab_campaign_each_subscriber_gets_one_message_and_the_rest_get_the_winne
     _engage(db, clock, sample[1][1:6], "open")
     assert abtest.decide_due(db, clock() + timedelta(hours=3, minutes=59)) == []
     clock.now += timedelta(hours=4, seconds=1)
-    decisions = abtest.decide_due(db, clock())
-    assert [(d.winner, d.subject) for d in decisions] == [(2, SUBJECTS[1])]
+    steps.tick(db, settings, clock())  # the scheduler's step picks it
+    with db.session() as session:
+        test_row = session.get(SubjectTest, cid)
+        assert test_row is not None and test_row.winner == 2
+        assert (test_row.note or "").startswith("B won with 66.7% unique human clicks (4 of 6)")
     assert abtest.decide_due(db, clock()) == []  # picked once
 
     _send_what_is_due(db, settings, messenger, clock)
@@ -197,16 +201,17 @@ def _one_line_error(result: tuple[int, str, str], needle: str) -> None:
 
 
 def test_cli_creates_a_subject_test_and_refuses_bad_ones(
-    cli_env: Path, capsys: pytest.CaptureFixture[str]
+    cli_env: Path, capsys: pytest.CaptureFixture[str], seeds_dir: Path
 ) -> None:
     from newsletter.config import load_settings
     from newsletter.db import connect
-    from tests.sending_helpers import make_issue
+    from tests.admin_helpers import load_issue_42
 
-    db = connect(load_settings())
+    settings = load_settings()
+    db = connect(settings)
     try:
+        load_issue_42(db, settings, seeds_dir)
         with db.session() as session:
-            make_issue(session)
             add_subscribers(session, 12)
         variants = ["--subject-variant", "One", "--subject-variant", "Two"]
         code, out, err = _run(capsys, "campaign", "create", "42", *variants, "--test-share", "25",
@@ -241,6 +246,25 @@ def test_cli_creates_a_subject_test_and_refuses_bad_ones(
         shown = json.loads(out)["subject_test"]
         assert [v["subject"] for v in shown["variants"]] == ["One", "Two"]
         assert shown["winner"] is None and shown["decide_at"] is None
+
+        code, out, err = _run(capsys, "campaign", "start", "1", "--wait")
+        assert code == 0, err
+        assert "the test sample is sent; the rest goes out when the winner is picked" in out
+        assert "subject test: 25 % each, by unique human opens, window 90m" in out
+        code, out, _ = _run(capsys, "campaign", "pick-winner", "1")
+        assert code == 0 and "pass --now to pick before" in out
+        code, out, _ = _run(capsys, "campaign", "pick-winner", "1", "--now")
+        assert code == 0 and "A kept: the subjects tied" in out and "released with 'One'" in out
+        code, out, _ = _run(capsys, "campaign", "pick-winner", "1", "--now")
+        assert "the winner was already picked (variant 1)" in out
+        with db.session() as session:
+            held = session.scalar(
+                select(func.count()).select_from(SendBatch).where(SendBatch.status == "held")
+            )
+            sample = session.scalar(
+                select(func.count()).select_from(Delivery).where(Delivery.in_sample.is_(True))
+            )
+            assert held == 0 and sample == 6  # 25 % of 12, for each of 2 subjects
     finally:
         db.dispose()
 

@@ -135,9 +135,13 @@ def _progress_hook(
     finished = service.campaign_finished(db, campaign_id)
 
     def until() -> bool:
+        """Sent, stopped, or (a subject test) only the rest left, held for the winner."""
         done, total = _done_count(db, campaign_id)
         progress.update(task, completed=done, total=total)
-        return finished()
+        if finished():
+            return True
+        with db.session() as session:
+            return abtest.waiting_for_winner(campaign_id, session=session)
 
     return until
 
@@ -183,6 +187,13 @@ def start(
     if wait:
         _send_with_progress(app_ctx, campaign_id, _stop_on_sigterm())
         _print_report(app_ctx, campaign_id, as_json=False, recipients=False)
+        with app_ctx.db.session() as session:
+            held = abtest.waiting_for_winner(campaign_id, session=session)
+        if held:
+            console.print(
+                "the test sample is sent; the rest goes out when the winner is picked "
+                f"(the scheduler, or 'newsletter campaign pick-winner {campaign_id}')"
+            )
 
 
 @app.command("pause")

@@ -427,6 +427,22 @@ def decide_due(db: Database, now: datetime) -> list[Decision]:
     return decisions
 
 
+def waiting_for_winner(campaign_id: int, *, session: Session) -> bool:
+    """Whether all a campaign has left to send is its test's held rest (nothing to claim)."""
+    states = (BatchStatus.PENDING, BatchStatus.CLAIMED, BatchStatus.SUBMITTING)
+    open_batches = session.scalar(
+        select(func.count()).where(
+            SendBatch.campaign_id == campaign_id, SendBatch.status.in_(states)
+        )
+    )
+    held = session.scalar(
+        select(func.count()).where(
+            SendBatch.campaign_id == campaign_id, SendBatch.status == BatchStatus.HELD
+        )
+    )
+    return not open_batches and bool(held)
+
+
 def next_decision(*, session: Session, now: datetime, limit: int) -> list[tuple[int, datetime]]:
     """Future decision times, for the scheduler's wake-up jobs."""
     rows = session.execute(
