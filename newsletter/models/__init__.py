@@ -1,5 +1,6 @@
 """All mapped models; importing this package registers every table on ``Base.metadata``."""
 
+from newsletter.models.abtest import SubjectTest
 from newsletter.models.accounts import Role, User, UserSession
 from newsletter.models.automation import (
     ApiToken,
@@ -66,6 +67,7 @@ __all__ = [
     "Schedule",
     "ScheduleRun",
     "SendBatch",
+    "SubjectTest",
     "Subscriber",
     "SubscriberStatus",
     "SubscriberTopic",

@@ -26,7 +26,7 @@ from newsletter.errors import DuplicateSendError, PreflightError, StateError, Va
 from newsletter.models import CampaignStatus, DeliveryStatus, Issue, IssueStatus
 from newsletter.scheduling import admin as scheduling
 from newsletter.scheduling.times import parse_at, zone
-from newsletter.sending import campaigns, service
+from newsletter.sending import abtest, campaigns, service
 from newsletter.web.context import Ctx, WebContext
 
 router = admin_router()
@@ -65,6 +65,34 @@ class Plan:
     when: str
     at: str
     topics: list[str]
+    test: TestForm | None = None  # an A/B subject test, when 2 or 3 subject lines were given
+
+
+@dataclass(frozen=True)
+class TestForm:
+    """The subject-test part of the form, as typed (checked by ``abtest.make_plan``)."""
+
+    subjects: list[str]
+    share: int
+    window: str
+    metric: str
+
+    def plan(self) -> abtest.TestPlan:
+        return abtest.make_plan(
+            self.subjects, share_percent=self.share, window=self.window, metric=self.metric
+        )
+
+    @classmethod
+    def of(cls, subjects: list[str], share: str, window: str, metric: str) -> TestForm | None:
+        """None when no subject line was typed; a checked form otherwise."""
+        typed = [s.strip() for s in subjects if s.strip()]
+        if not typed:
+            return None
+        if not share.strip().isdigit():
+            raise ValidationError("test share must be a whole percent, such as 10")
+        form = cls(typed, int(share), window.strip() or "4h", metric)
+        form.plan()  # refuse one subject, more than 3, a share too large, a bad window
+        return form
 
 
 @router.post("/campaigns")
@@ -72,6 +100,8 @@ def create(
     request: Request, ctx: Ctx, identity: Admin, issue: Line = "", name: Line = "",
     when: Line = "now", at: Line = "", confirmed: Line = "", resend: Line = "",
     topics: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
+    subjects: Annotated[list[str], Form()] = [],  # noqa: B006
+    test_share: Line = "10", test_window: Line = "4h", test_metric: Line = "clicks",
 ) -> Response:  # fmt: skip
     """The form goes to the review step first; the review's button confirms and sends.
 
@@ -82,7 +112,9 @@ def create(
         campaigns.check_topics(topics, ctx.topics)
         if not issue.isdigit():
             raise ValidationError("choose an issue")
-        plan = Plan(int(issue), name.strip(), "later" if when == "later" else "now", at, topics)
+        test = TestForm.of(subjects, test_share, test_window, test_metric)
+        plan = Plan(int(issue), name.strip(), "later" if when == "later" else "now", at, topics,
+                    test)  # fmt: skip
         if plan.when == "later":  # a bad or past time is said on the form, before the review
             scheduling.check_future(_moment(ctx, plan), ctx.clock(),
                                     ctx.settings.misfire_grace_seconds)  # fmt: skip
@@ -107,13 +139,16 @@ def _moment(ctx: WebContext, plan: Plan) -> datetime:
 
 def _create(ctx: WebContext, session: Session, plan: Plan, *, resend: bool) -> int:
     name = plan.name or None
+    test = plan.test.plan() if plan.test else None
     if plan.when == "now":
         return campaigns.create_campaign(
-            plan.issue, session=session, topics=plan.topics, name=name, resend=resend
-        ).id
+            plan.issue, session=session, topics=plan.topics, name=name, resend=resend,
+            subject_test=test, now=ctx.clock(),
+        ).id  # fmt: skip
     return scheduling.schedule_issue(
         session, plan.issue, at=_moment(ctx, plan), now=ctx.clock(), topics=plan.topics,
         name=name, grace_seconds=ctx.settings.misfire_grace_seconds, resend=resend,
+        subject_test=test,
     ).id  # fmt: skip
 
 
@@ -208,7 +243,13 @@ def _plan_of(ctx: WebContext, campaign_id: int) -> tuple[Plan, str]:
     with ctx.db.session() as session:
         campaign = campaigns.get_campaign(campaign_id, session=session)
         number = session.get(Issue, campaign.issue_id).number  # type: ignore[union-attr]
-        return Plan(number, campaign.name, "now", "", list(campaign.topics)), campaign.status
+        test = abtest.get_test(campaign_id, session=session)
+        form = None
+        if test is not None:
+            window = abtest.describe_window(test.window_seconds)
+            form = TestForm(list(test.subjects), test.share_percent, window, test.metric)
+        plan = Plan(number, campaign.name, "now", "", list(campaign.topics), form)
+        return plan, campaign.status
 
 
 @router.get("/campaigns/{campaign_id:int}/review")
