@@ -95,3 +95,5 @@ def test_the_campaign_form_schedules_a_local_time_send(
     assert "arrives at 09:00 on 2030-03-28 in each subscriber" in shown
     bad = client.form("/admin/campaigns", {**form, "local_time": "25:00"})
     assert bad.status_code == 422 and "invalid time of day" in bad.text
+    both = client.form("/admin/campaigns", {**form, "subjects": ["One", "Two"]})
+    assert both.status_code == 422 and "cannot be combined with a local-hour send" in both.text

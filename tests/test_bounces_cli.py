@@ -8,7 +8,8 @@ import re
 import socket
 from pathlib import Path
 
-from tests.test_cli import _assert_one_line_error, run
+from tests.test_cli import _assert_one_line_error
+from tests.test_cli import run_here as run
 
 CORPUS = Path(__file__).parent / "data" / "bounces"
 SAMPLES = [

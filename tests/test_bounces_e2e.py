@@ -19,7 +19,7 @@ from newsletter.subscribers.suppression import is_suppressed
 from newsletter.testing.bounce_mail import arf, dsn
 from newsletter.testing.smtp_sink import SmtpSink
 from tests.sending_helpers import add_subscribers
-from tests.test_cli import run
+from tests.test_cli import run_here as run
 
 
 def test_smtp_campaign_bounce_and_complaint_come_back_into_the_report(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.test_cli import REPO_ROOT, run
+from tests.test_cli import REPO_ROOT
+from tests.test_cli import run_here as run
 
 
 def test_import_create_start_report_retry(tmp_path: Path, seeds_dir: Path) -> None:

@@ -28,7 +28,8 @@ from newsletter.transports import build_messenger, outbox, smtp
 from newsletter.transports.base import Outcome
 from newsletter.transports.smtp import SMTPMessenger
 from newsletter.transports.wire import BatchWire
-from tests.test_cli import _assert_one_line_error, run
+from tests.test_cli import _assert_one_line_error
+from tests.test_cli import run_here as run
 
 DOMAIN = "example.org"
 

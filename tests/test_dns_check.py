@@ -15,7 +15,7 @@ from newsletter.deliverability import spf
 from newsletter.deliverability.dnscheck import Finding, aligned, check_dns
 from newsletter.deliverability.resolver import Resolver
 from newsletter.testing.dns_server import LocalDns
-from tests.test_cli import run
+from tests.test_cli import run_here as run
 
 RELAY_IP = "203.0.113.5"
 DOMAIN = "example.org"

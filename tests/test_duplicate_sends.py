@@ -22,7 +22,8 @@ from tests.admin_helpers import (
     signed_in_client,
 )
 from tests.sending_helpers import add_subscribers
-from tests.test_cli import REPO_ROOT, _assert_one_line_error, run
+from tests.test_cli import REPO_ROOT, _assert_one_line_error
+from tests.test_cli import run_here as run
 
 ISSUE_42 = str(REPO_ROOT / "issues" / "042-2018-04.yaml")
 

@@ -22,7 +22,8 @@ from newsletter.db import connect
 from newsletter.errors import ConfigError
 from newsletter.transports import MemoryMessenger
 from newsletter.web import create_app
-from tests.test_cli import REPO_ROOT, run
+from tests.test_cli import REPO_ROOT
+from tests.test_cli import run_here as run
 
 
 def _send_issue_42(cwd: Path, env: dict[str, str] | None = None) -> list[Path]:

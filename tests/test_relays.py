@@ -28,7 +28,8 @@ from newsletter.transports import build_messenger
 from newsletter.transports.base import BatchResult, MessageBatch, Outcome, RecipientResult
 from newsletter.transports.smtp import SMTPMessenger
 from tests.sending_helpers import FakeClock, started_campaign, stub_preparer
-from tests.test_cli import _assert_one_line_error, run
+from tests.test_cli import _assert_one_line_error
+from tests.test_cli import run_here as run
 
 
 @dataclass

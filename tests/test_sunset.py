@@ -14,7 +14,7 @@ from newsletter.deliverability import sunset
 from newsletter.models import Campaign, Delivery, Subscriber, Suppression
 from newsletter.sending import campaigns
 from tests.sending_helpers import NoChecks, add_subscribers, make_issue
-from tests.test_cli import run
+from tests.test_cli import run_here as run
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

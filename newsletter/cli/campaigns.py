@@ -21,8 +21,9 @@ from rich.table import Table
 
 from newsletter.cli.common import AppContext, app_context, console
 from newsletter.db import Database
+from newsletter.errors import StateError, ValidationError
 from newsletter.models.sending import DeliveryStatus
-from newsletter.sending import campaigns, service
+from newsletter.sending import abtest, campaigns, service
 from newsletter.sending.engine import system_now
 from newsletter.sending.sqlstore import count_by_status
 
@@ -43,16 +44,82 @@ def create(
     audience: str = typer.Option(
         "active", help="active (the default: not the inactive), inactive (re-engagement) or all."
     ),
+    subject_variant: list[str] = typer.Option(
+        [],
+        "--subject-variant",
+        help="A/B test: a subject line to try; give 2 or 3 (the issue's own subject is not "
+        "added by itself).",
+    ),
+    test_share: int = typer.Option(
+        abtest.DEFAULT_SHARE,
+        "--test-share",
+        help="A/B test: percent of the audience that gets each subject in the sample.",
+    ),
+    test_window: str = typer.Option(
+        "4h", "--test-window", help="A/B test: how long to wait before picking (90m, 4h, 1d)."
+    ),
+    test_metric: str = typer.Option(
+        "clicks", "--test-metric", help="A/B test: pick by unique human clicks or opens."
+    ),
 ) -> None:
-    """Create a draft campaign for an issue (refused if it already went to this audience)."""
+    """Create a draft campaign for an issue (refused if it already went to this audience).
+
+    With --subject-variant (2 or 3 times) it is a subject test: each subject goes to
+    --test-share % of the audience, and after --test-window the one with the most
+    unique human clicks (or opens) goes to everyone else.
+    """
     app_ctx = app_context(ctx)
     known = [t.name for t in app_ctx.settings.topics]
     campaigns.check_topics(topic, known)
+    plan = None
+    if subject_variant:
+        plan = abtest.make_plan(
+            subject_variant, share_percent=test_share, window=test_window, metric=test_metric
+        )
     with app_ctx.db.session() as session:
         campaign = campaigns.create_campaign(
-            issue, session=session, topics=topic, name=name, resend=resend, audience=audience
-        )
+            issue, session=session, topics=topic, name=name, resend=resend, audience=audience,
+            subject_test=plan,
+        )  # fmt: skip
         console.print(f"campaign #{campaign.id} created for issue {issue} ({campaign.status})")
+        if plan is not None:
+            console.print(
+                f"subject test: {len(plan.subjects)} subjects, {plan.share_percent} % of the "
+                f"audience each, winner by unique human {plan.metric} after "
+                f"{abtest.describe_window(int(plan.window.total_seconds()))}"
+            )
+
+
+@app.command("pick-winner")
+def pick_winner(
+    ctx: typer.Context,
+    campaign_id: int,
+    now: bool = typer.Option(
+        False, "--now", help="Pick before the test window has passed (the scheduler waits)."
+    ),
+) -> None:
+    """Pick a subject test's winner and release the rest of the audience (idempotent).
+
+    The scheduler does this by itself when the window has passed; this is for
+    running it by hand (or early, with --now).
+    """
+    app_ctx = app_context(ctx)
+    with app_ctx.db.session() as session:
+        test = abtest.get_test(campaign_id, session=session)
+        if test is None:
+            raise ValidationError(f"campaign #{campaign_id} has no subject test")
+        decision = abtest.decide(campaign_id, session=session, now=system_now(), force=now)
+        winner, at = test.winner, test.decide_at
+    if decision is not None:
+        console.print(f"campaign #{campaign_id}: {decision.note}", highlight=False)
+        console.print(f"{decision.released} held batch(es) released with {decision.subject!r}")
+    elif winner is not None:
+        console.print(f"campaign #{campaign_id}: the winner was already picked (variant {winner})")
+    elif at is None:
+        raise StateError(f"campaign #{campaign_id} has not started; its test has no sample yet")
+    else:
+        console.print(f"campaign #{campaign_id}: the window ends {at:%Y-%m-%d %H:%M} UTC "
+                      "(pass --now to pick before)")  # fmt: skip
 
 
 def _done_count(db: Database, campaign_id: int) -> tuple[int, int]:
@@ -68,9 +135,13 @@ def _progress_hook(
     finished = service.campaign_finished(db, campaign_id)
 
     def until() -> bool:
+        """Sent, stopped, or (a subject test) only the rest left, held for the winner."""
         done, total = _done_count(db, campaign_id)
         progress.update(task, completed=done, total=total)
-        return finished()
+        if finished():
+            return True
+        with db.session() as session:
+            return abtest.waiting_for_winner(campaign_id, session=session)
 
     return until
 
@@ -116,6 +187,13 @@ def start(
     if wait:
         _send_with_progress(app_ctx, campaign_id, _stop_on_sigterm())
         _print_report(app_ctx, campaign_id, as_json=False, recipients=False)
+        with app_ctx.db.session() as session:
+            held = abtest.waiting_for_winner(campaign_id, session=session)
+        if held:
+            console.print(
+                "the test sample is sent; the rest goes out when the winner is picked "
+                f"(the scheduler, or 'newsletter campaign pick-winner {campaign_id}')"
+            )
 
 
 @app.command("pause")
@@ -227,6 +305,8 @@ def _print_report(
             f"{e['machine_opens']} opens, {e['machine_clicks']} clicks",
             highlight=False,
         )
+    if report.subject_test:
+        _print_subject_test(report.subject_test)
     if report.relays:
         carried = ", ".join(
             f"{r['relay']} {r['batches']} batches ({r['recipients']} recipients)"
@@ -257,6 +337,32 @@ def _print_report(
                 row["detail"] or "",
             )
         console.print(table)
+
+
+def _print_subject_test(test: dict[str, object]) -> None:
+    """Each subject, its sample, its result, and how sure the result is."""
+    variants = test["variants"]
+    assert isinstance(variants, list)
+    table = Table("", "subject", "sample", "reached", "opened", "clicked", "rate", "")
+    for v in variants:
+        table.add_row(v["label"], v["subject"], str(v["sample"]), str(v["reached"]),
+                      str(v["opened"]), str(v["clicked"]), f"{v['rate']:.1%}",
+                      "winner" if v["winner"] else "")  # fmt: skip
+    console.print(
+        f"subject test: {test['share_percent']} % each, by unique human {test['metric']}, "
+        f"window {test['window']}",
+        highlight=False,
+    )
+    console.print(table)
+    if test["decision"]:
+        console.print(f"decided {test['decided_at']}: {test['decision']}", highlight=False)
+    elif test["decide_at"]:
+        console.print(f"winner picked at {test['decide_at']}; so far: {test['confidence']}",
+                      highlight=False)  # fmt: skip
+    rest = test["rest"]
+    assert isinstance(rest, dict)
+    console.print(f"rest of the audience: {rest['recipients']} recipients, "
+                  f"{rest['reached']} reached", highlight=False)  # fmt: skip
 
 
 @app.command("status")

@@ -12,7 +12,8 @@ from newsletter.config import Settings, load_settings
 from newsletter.db import Database, connect
 
 console = Console()
-err_console = Console(stderr=True)
+# Warnings and errors are whole lines (scripts grep them): never wrapped at the width.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def progress_bar(on: Console | None = None) -> Progress:

@@ -1,5 +1,6 @@
 """All mapped models; importing this package registers every table on ``Base.metadata``."""
 
+from newsletter.models.abtest import SubjectTest
 from newsletter.models.accounts import Role, User, UserSession
 from newsletter.models.automation import (
     ApiToken,
@@ -78,6 +79,7 @@ __all__ = [
     "SequenceEnrolment",
     "SequenceStatus",
     "SequenceStep",
+    "SubjectTest",
     "Subscriber",
     "SubscriberStatus",
     "SubscriberTopic",

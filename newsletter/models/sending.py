@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -47,6 +48,7 @@ class BatchStatus(StrEnum):
     CLAIMED = "claimed"  # a worker holds it; the provider has not been called
     SUBMITTING = "submitting"  # committed before the provider call
     DONE = "done"  # results recorded
+    HELD = "held"  # an A/B campaign's rest of the audience, until its winner is picked
     UNKNOWN = "unknown"  # was submitting when its worker died: maybe sent
     CANCELLED = "cancelled"
 
@@ -122,6 +124,8 @@ class SendBatch(Base):
     provider_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
     relay: Mapped[str | None] = mapped_column(String(200))  # which relay(s) carried it
+    # A/B campaigns: the subject variant every recipient of this batch gets (1-based).
+    variant: Mapped[int | None] = mapped_column(SmallInteger)
 
 
 class Delivery(Base):
@@ -162,6 +166,10 @@ class Delivery(Base):
     # Prefetches, proxies, scanners and bots (newsletter.tracking.machine), kept apart.
     machine_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     machine_clicks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A/B campaigns (newsletter.sending.abtest): which subject this recipient got, and
+    # whether they were in the test sample (the rest get the winner's).
+    variant: Mapped[int | None] = mapped_column(SmallInteger)
+    in_sample: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class TestSend(Base):

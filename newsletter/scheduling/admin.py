@@ -21,6 +21,7 @@ from newsletter.models import Campaign, CampaignStatus, Issue, Schedule
 from newsletter.scheduling.rules import load_rule, next_after, parse_rule
 from newsletter.scheduling.times import humanise, wall, zone
 from newsletter.sending import campaigns
+from newsletter.sending.abtest import TestPlan
 
 # A campaign that has not started yet and can still be moved or called off here.
 MOVABLE = (CampaignStatus.SCHEDULED, CampaignStatus.MISSED, CampaignStatus.FAILED)
@@ -45,12 +46,14 @@ def schedule_issue(
     topics: Sequence[str] = (),
     name: str | None = None,
     resend: bool = False,
+    subject_test: TestPlan | None = None,
 ) -> Campaign:
     """A ``scheduled`` campaign for a ready issue, due at ``at`` (aware; stored UTC)."""
     check_future(at, now, grace_seconds)
     return campaigns.create_campaign(
-        issue_number, session=session, topics=topics, name=name, scheduled_at=at, resend=resend
-    )
+        issue_number, session=session, topics=topics, name=name, scheduled_at=at, resend=resend,
+        subject_test=subject_test, now=now,
+    )  # fmt: skip
 
 
 def schedule_local(

@@ -39,14 +39,14 @@ from newsletter.errors import DatabaseError, NewsletterError
 from newsletter.models import Campaign, CampaignStatus, Schedule
 from newsletter.scheduling.leader import LeaderLock, leader_lock
 from newsletter.scheduling.steps import DueReport, RunReport, Starter, tick
-from newsletter.sending import service
+from newsletter.sending import abtest, service
 from newsletter.sending.engine import system_now
 from newsletter.transports import Messenger
 
 log = logging.getLogger(__name__)
 
 JOB_TABLE = "apscheduler_jobs"
-WAKEUP_PREFIXES = ("campaign-", "schedule-")
+WAKEUP_PREFIXES = ("campaign-", "schedule-", "abtest-")
 BOUNCE_JOB = "bounces-poll"
 PURGE_JOB = "tracking-purge"
 PURGE_HOURS = 6  # the raw click/open log is trimmed to tracking_retention_days this often
@@ -343,8 +343,10 @@ class SchedulerRuntime:
                 .order_by(Schedule.next_run_at)
                 .limit(MAX_WAKEUPS)
             ).all()
+            tests = abtest.next_decision(session=session, now=now, limit=MAX_WAKEUPS)
         wanted = {f"campaign-{cid}": at for cid, at in due_campaigns if at is not None}
         wanted |= {f"schedule-{sid}": at for sid, at in rules if at is not None}
+        wanted |= {f"abtest-{cid}": at for cid, at in tests}  # subject tests' winner picks
         return wanted
 
     def stored_job_ids(self) -> list[str]:

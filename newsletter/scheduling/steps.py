@@ -30,7 +30,7 @@ from newsletter.errors import NewsletterError
 from newsletter.models import Campaign, CampaignStatus, Issue, IssueStatus, Schedule, ScheduleRun
 from newsletter.scheduling.rules import latest_at_or_before, load_rule, next_after
 from newsletter.scheduling.times import describe, humanise, zone
-from newsletter.sending import campaigns, service
+from newsletter.sending import abtest, campaigns, service
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +271,10 @@ def next_ready_issue(session: Session) -> Issue | None:
 def tick(
     db: Database, settings: Settings, now: datetime, *, start: Starter | None = None
 ) -> tuple[list[RunReport], DueReport]:
-    """One full pass: materialise due rules, then start (or miss) every due campaign."""
+    """One full pass: materialise due rules, start (or miss) every due campaign, and pick
+    the winner of every subject test whose window has passed (its rest then goes out)."""
     runs = materialise_recurring(db, settings, now)
-    return runs, start_due_campaigns(db, settings, now, start=start)
+    due = start_due_campaigns(db, settings, now, start=start)
+    for decision in abtest.decide_due(db, now):
+        log.info("campaign #%s subject test: %s", decision.campaign_id, decision.note)
+    return runs, due

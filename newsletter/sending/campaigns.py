@@ -28,7 +28,8 @@ from newsletter.models.sending import (
     SendBatch,
 )
 from newsletter.models.subscribers import Subscriber
-from newsletter.sending.freeze import assign_batches, insert_audience
+from newsletter.sending import abtest
+from newsletter.sending.freeze import assign_batches, count_audience, insert_audience
 from newsletter.sending.segments import check_universe
 from newsletter.sending.sqlstore import count_by_status
 
@@ -157,13 +158,16 @@ def create_campaign(
     scheduled_at: datetime | None = None,
     resend: bool = False,
     audience: str = "active",
+    subject_test: abtest.TestPlan | None = None,
+    now: datetime | None = None,
 ) -> Campaign:
     """A draft (or scheduled) campaign sending an issue to everyone, or to given topics.
 
     Refused when the issue already went (or is scheduled to go) to part of this
     audience, unless ``resend``; a scheduled one also needs a ready issue.
     ``audience``: "active" (inactive subscribers left out), "inactive" (re-engage
-    them) or "all".
+    them) or "all".  With ``subject_test`` it is an A/B test of 2 or 3 subjects
+    (``abtest``), refused if today's audience cannot fill the sample.
     """
     if audience not in AUDIENCES:
         raise ValidationError(f"audience must be one of {', '.join(AUDIENCES)}, not {audience!r}")
@@ -184,8 +188,15 @@ def create_campaign(
         allow_resend=resend,
         audience=audience,
     )
+    if subject_test is not None:
+        today = count_audience(
+            topics, session=session, now=now or datetime.now(UTC), audience=audience
+        )
+        abtest.sample_size(subject_test, today)  # refuse now rather than at the start
     session.add(campaign)
     session.flush()
+    if subject_test is not None:
+        abtest.add_test(campaign, subject_test, session=session)
     return campaign
 
 
@@ -263,24 +274,30 @@ def start_campaign(
         )
     ).one()
     local = local_date is not None and local_time is not None
+    tested = abtest.get_test(campaign_id, session=session) is not None
     total = insert_audience(
         campaign_id,
         session=session,
         universe=universe,
         topics=topics or [],
         now=now,
-        batch_size=None if local else batch_size,
+        # A subject test draws its sample from the unbatched ledger, then batches it;
+        # a local-time campaign batches per time zone.
+        batch_size=None if tested or local else batch_size,
         audience=audience,
-        engagement=None if local else engagement,  # most engaged first (warm-up)
+        engagement=None if tested or local else engagement,  # most engaged first (warm-up)
     )
-    if local:
-        from newsletter.sending import localtime  # (imports scheduling, which imports us)
+    if tested:
+        abtest.freeze(campaign_id, session=session, total=total, batch_size=batch_size, now=now)
+    else:
+        if local:
+            from newsletter.sending import localtime  # (imports scheduling, which imports us)
 
-        localtime.assign_by_zone(
-            campaign_id, session=session, size=batch_size, local_date=local_date,
-            local_time=local_time, default_tz=default_zone,
-        )  # fmt: skip
-    assign_batches(campaign_id, session=session, size=batch_size)  # rows left unbatched: none
+            localtime.assign_by_zone(
+                campaign_id, session=session, size=batch_size, local_date=local_date,
+                local_time=local_time, default_tz=default_zone,
+            )  # fmt: skip
+        assign_batches(campaign_id, session=session, size=batch_size)  # rows left: none
     session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id)
@@ -371,8 +388,9 @@ def cancel_campaign(campaign_id: int, *, session: Session, now: datetime) -> Non
         reason="cancelled by admin",
         verb="cancel",
     )
+    waiting = (BatchStatus.PENDING, BatchStatus.HELD)  # held: an A/B test's rest
     pending = select(SendBatch.id).where(
-        SendBatch.campaign_id == campaign_id, SendBatch.status == BatchStatus.PENDING
+        SendBatch.campaign_id == campaign_id, SendBatch.status.in_(waiting)
     )
     session.execute(
         update(Delivery)
@@ -381,7 +399,7 @@ def cancel_campaign(campaign_id: int, *, session: Session, now: datetime) -> Non
     )
     session.execute(
         update(SendBatch)
-        .where(SendBatch.campaign_id == campaign_id, SendBatch.status == BatchStatus.PENDING)
+        .where(SendBatch.campaign_id == campaign_id, SendBatch.status.in_(waiting))
         .values(status=BatchStatus.CANCELLED, finished_at=now)
     )
     session.execute(update(Campaign).where(Campaign.id == campaign_id).values(finished_at=now))
@@ -418,7 +436,9 @@ def retry_failed(
         )
     )
     count = int(getattr(requeued, "rowcount", 0) or 0)
-    if count:
+    if count and abtest.get_test(campaign_id, session=session) is not None:
+        abtest.assign_batches(campaign_id, session=session, size=batch_size)  # keep subjects
+    elif count:
         assign_batches(campaign_id, session=session, size=batch_size)
         session.execute(
             update(Campaign)
@@ -458,6 +478,8 @@ class CampaignReport:
     recipients: list[dict[str, Any]] = field(default_factory=list)
     relays: list[dict[str, Any]] = field(default_factory=list)  # batches per relay
     batches: list[dict[str, Any]] = field(default_factory=list)  # each batch and its relay
+    # An A/B subject test (abtest.report): each subject, its sample, result and how sure.
+    subject_test: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -530,6 +552,7 @@ def campaign_report(
     report.unknown = _rows(session, campaign_id, [DeliveryStatus.UNKNOWN], limit=None)
     report.relays = relay_totals(session, campaign_id)
     report.batches = batch_rows(session, campaign_id)
+    report.subject_test = abtest.report(campaign_id, session=session)
     if with_recipients:
         report.recipients = _rows(session, campaign_id, None, limit=limit)
     return report

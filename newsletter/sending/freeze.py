@@ -136,10 +136,12 @@ _NEW_ROWS = """
 """
 
 
-def count_audience(topics: Sequence[str], *, session: Session, now: datetime) -> int:
+def count_audience(
+    topics: Sequence[str], *, session: Session, now: datetime, audience: str = "active"
+) -> int:
     """How many subscribers a freeze would write today (the same eligibility rules)."""
     params: dict[str, Any] = {"now": now}
-    audience = _audience_sql((), topics, params)
+    audience = _audience_sql((), topics, params, audience=audience)
     statement = text(f"SELECT count(*) FROM ({audience}) AS a").bindparams(
         bindparam("now", type_=UTCDateTime)
     )

@@ -158,7 +158,7 @@ _RECORD_CTES = f"""
         WHERE :finish AND c.status = 'sending' AND c.frozen_at IS NOT NULL
           AND NOT EXISTS (
             SELECT 1 FROM send_batches o
-            WHERE o.campaign_id = c.id AND o.status IN ('pending', 'claimed', 'submitting')
+            WHERE o.campaign_id = c.id AND o.status IN ('pending', 'held', 'claimed', 'submitting')
               AND NOT (o.id = :batch_id AND :b_closed)
           )
     ),

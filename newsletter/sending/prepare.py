@@ -11,7 +11,7 @@ import hmac
 import time
 from base64 import urlsafe_b64encode
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from itsdangerous import URLSafeSerializer
@@ -24,6 +24,7 @@ from newsletter.message import Template, placeholder
 from newsletter.models.subscribers import Subscriber
 from newsletter.render import IssueContent, Renderer, render_issue, render_web_version
 from newsletter.render.segments import select_sections
+from newsletter.sending import abtest
 from newsletter.sending.types import Addressee, ClaimedBatch
 from newsletter.subscribers.tokens import HASH_PREFIX, Purpose, Tokens, tokens_for
 from newsletter.tracking.links import LinkKey, issue_links, track
@@ -101,7 +102,10 @@ class IssuePreparer:
     renderer: Renderer = field(default_factory=Renderer)
     clock: Callable[[], float] = time.monotonic
     _content: dict[int, IssueContent] = field(default_factory=dict)
-    _templates: dict[tuple[int, frozenset[str], bool], Template] = field(default_factory=dict)
+    _templates: dict[tuple[int, frozenset[str], bool, str | None], Template] = field(
+        default_factory=dict
+    )
+    _subjects: dict[int, list[str] | None] = field(default_factory=dict)  # A/B, per campaign
     _links: dict[Purpose, _LinkTokens] = field(default_factory=dict)
     _tracked: dict[int, tuple[dict[LinkKey, int], TrackedLinks]] = field(default_factory=dict)
     _opted_out: tuple[float, frozenset[int]] | None = None
@@ -131,15 +135,27 @@ class IssuePreparer:
 
     # --- Preparer ---------------------------------------------------------------
 
-    def template(self, issue_id: int, segment: frozenset[str], *, tracked: bool = True) -> Template:
-        """The segment's template; a campaign's has its links tracked (test sends never)."""
+    def template(
+        self,
+        issue_id: int,
+        segment: frozenset[str],
+        *,
+        tracked: bool = True,
+        subject: str | None = None,
+    ) -> Template:
+        """The segment's template; a campaign's has its links tracked (test sends never).
+
+        ``subject`` replaces the issue's (a subject test's variant for this batch).
+        """
         tracked = tracked and self.settings.tracking
-        key = (issue_id, segment, tracked)
+        key = (issue_id, segment, tracked, subject)
         if key not in self._templates:
             content = self.content(issue_id)
             rendered = render_issue(
                 content, segment or None, theme=self.settings, renderer=self.renderer
             )
+            if subject is not None:
+                rendered = replace(rendered, subject=subject)
             if tracked:
                 positions, _links = self.tracked_links(issue_id)
                 rendered = track(
@@ -228,6 +244,26 @@ class IssuePreparer:
 
         return values
 
+    def subject_for(self, batch: ClaimedBatch) -> str | None:
+        """A subject test's variant for this batch, or None: the issue's own subject.
+
+        Whether a campaign has a test is read once per campaign; only a tested
+        campaign's batches cost a look-up each (their subject can change when the
+        winner is picked).
+        """
+        if self.db is None:  # offline (benchmarks): no tests
+            return None
+        if batch.campaign_id not in self._subjects:
+            with self.db.session() as session:
+                found = abtest.campaign_subjects(batch.campaign_id, session=session)
+            self._subjects[batch.campaign_id] = found
+        subjects = self._subjects[batch.campaign_id]
+        if not subjects:
+            return None
+        with self.db.session() as session:
+            variant = abtest.batch_variant(batch.id, session=session)
+        return subjects[variant - 1] if variant and variant <= len(subjects) else None
+
     def __call__(self, batch: ClaimedBatch) -> MessageBatch:
         values = self._values_for(self.content(batch.issue_id))
         if self.settings.tracking:
@@ -237,7 +273,7 @@ class IssuePreparer:
             for a in batch.recipients
         ]
         return MessageBatch(
-            template=self.template(batch.issue_id, batch.segment),
+            template=self.template(batch.issue_id, batch.segment, subject=self.subject_for(batch)),
             sender=self.sender,
             recipients=recipients,
             custom_args={"campaign_id": str(batch.campaign_id)},

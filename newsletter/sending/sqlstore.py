@@ -644,10 +644,10 @@ def _note_outcome(session: Session, campaign_id: int, failed: bool) -> int:
 
 
 def _finish_campaigns(session: Session, now: datetime) -> list[int]:
-    """Sending campaigns with no batch left pending or in flight become sent."""
+    """Sending campaigns with no batch left pending, held (A/B) or in flight become sent."""
     open_batches = exists().where(
         SendBatch.campaign_id == Campaign.id,
-        SendBatch.status.in_((BatchStatus.PENDING, *IN_FLIGHT)),
+        SendBatch.status.in_((BatchStatus.PENDING, BatchStatus.HELD, *IN_FLIGHT)),
     )
     ids = list(
         session.scalars(

@@ -27,7 +27,7 @@ from newsletter.issues.source import load_source
 from newsletter.issues.store import import_source
 from newsletter.models import Campaign, Resource, Subscriber
 from newsletter.scheduling import admin as scheduling
-from newsletter.sending import campaigns, service
+from newsletter.sending import abtest, campaigns, service
 from newsletter.subscribers import links
 from newsletter.subscribers import service as subscribers
 from newsletter.subscribers.service import SignupRequest
@@ -186,6 +186,7 @@ def populate(db: Database, settings: Settings, seeds: Path) -> dict[str, Any]:
             session, 43, at=later, now=datetime.now(UTC), name="Issue 43 for equity readers",
             topics=["Equity", "English Language Learners", "Students with Disabilities"],
             grace_seconds=3600,
+            subject_test=abtest.make_plan(["Issue 43: equity by design", "Five equity reads"]),
         ).id  # fmt: skip
         scheduling.add_recurring(session, rule_text="first tuesday 09:00",
                                  tz_name=settings.timezone, now=datetime.now(UTC),

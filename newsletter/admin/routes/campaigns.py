@@ -26,7 +26,7 @@ from newsletter.errors import DuplicateSendError, PreflightError, StateError, Va
 from newsletter.models import CampaignStatus, DeliveryStatus, Issue, IssueStatus
 from newsletter.scheduling import admin as scheduling
 from newsletter.scheduling.times import parse_at, parse_date, zone
-from newsletter.sending import campaigns, localtime, service
+from newsletter.sending import abtest, campaigns, localtime, service
 from newsletter.web.context import Ctx, WebContext
 
 router = admin_router()
@@ -66,6 +66,34 @@ class Plan:
     at: str
     topics: list[str]
     local_time: str = ""
+    test: TestForm | None = None  # an A/B subject test, when 2 or 3 subject lines were given
+
+
+@dataclass(frozen=True)
+class TestForm:
+    """The subject-test part of the form, as typed (checked by ``abtest.make_plan``)."""
+
+    subjects: list[str]
+    share: int
+    window: str
+    metric: str
+
+    def plan(self) -> abtest.TestPlan:
+        return abtest.make_plan(
+            self.subjects, share_percent=self.share, window=self.window, metric=self.metric
+        )
+
+    @classmethod
+    def of(cls, subjects: list[str], share: str, window: str, metric: str) -> TestForm | None:
+        """None when no subject line was typed; a checked form otherwise."""
+        typed = [s.strip() for s in subjects if s.strip()]
+        if not typed:
+            return None
+        if not share.strip().isdigit():
+            raise ValidationError("test share must be a whole percent, such as 10")
+        form = cls(typed, int(share), window.strip() or "4h", metric)
+        form.plan()  # refuse one subject, more than 3, a share too large, a bad window
+        return form
 
 
 @router.post("/campaigns")
@@ -74,6 +102,8 @@ def create(
     when: Line = "now", at: Line = "", confirmed: Line = "", resend: Line = "",
     topics: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
     local_time: Line = "",
+    subjects: Annotated[list[str], Form()] = [],  # noqa: B006
+    test_share: Line = "10", test_window: Line = "4h", test_metric: Line = "clicks",
 ) -> Response:  # fmt: skip
     """The form goes to the review step first; the review's button confirms and sends.
 
@@ -85,7 +115,10 @@ def create(
         if not issue.isdigit():
             raise ValidationError("choose an issue")
         kind = when if when in ("later", "local") else "now"
-        plan = Plan(int(issue), name.strip(), kind, at, topics, local_time.strip())
+        test = TestForm.of(subjects, test_share, test_window, test_metric)
+        if test is not None and kind == "local":
+            raise ValidationError("a subject test cannot be combined with a local-hour send")
+        plan = Plan(int(issue), name.strip(), kind, at, topics, local_time.strip(), test)
         if plan.when == "later":  # a bad or past time is said on the form, before the review
             scheduling.check_future(_moment(ctx, plan), ctx.clock(),
                                     ctx.settings.misfire_grace_seconds)  # fmt: skip
@@ -131,13 +164,16 @@ def _create(ctx: WebContext, session: Session, plan: Plan, *, resend: bool) -> i
             default_tz=ctx.settings.timezone, now=ctx.clock(), topics=plan.topics, name=name,
             grace_seconds=ctx.settings.misfire_grace_seconds, resend=resend,
         ).id  # fmt: skip
+    test = plan.test.plan() if plan.test else None
     if plan.when == "now":
         return campaigns.create_campaign(
-            plan.issue, session=session, topics=plan.topics, name=name, resend=resend
-        ).id
+            plan.issue, session=session, topics=plan.topics, name=name, resend=resend,
+            subject_test=test, now=ctx.clock(),
+        ).id  # fmt: skip
     return scheduling.schedule_issue(
         session, plan.issue, at=_moment(ctx, plan), now=ctx.clock(), topics=plan.topics,
         name=name, grace_seconds=ctx.settings.misfire_grace_seconds, resend=resend,
+        subject_test=test,
     ).id  # fmt: skip
 
 
@@ -232,7 +268,13 @@ def _plan_of(ctx: WebContext, campaign_id: int) -> tuple[Plan, str]:
     with ctx.db.session() as session:
         campaign = campaigns.get_campaign(campaign_id, session=session)
         number = session.get(Issue, campaign.issue_id).number  # type: ignore[union-attr]
-        return Plan(number, campaign.name, "now", "", list(campaign.topics)), campaign.status
+        test = abtest.get_test(campaign_id, session=session)
+        form = None
+        if test is not None:
+            window = abtest.describe_window(test.window_seconds)
+            form = TestForm(list(test.subjects), test.share_percent, window, test.metric)
+        plan = Plan(number, campaign.name, "now", "", list(campaign.topics), test=form)
+        return plan, campaign.status
 
 
 @router.get("/campaigns/{campaign_id:int}/review")
