@@ -311,8 +311,10 @@ def test_admin_pages_allow_own_scripts_and_no_framing(db: Database, settings: Se
     assert answer.headers["cache-control"] == "no-store"
     assert '<script src="/static/admin.js" defer></script>' in answer.text
     assert "<script>" not in answer.text and " style=" not in answer.text
-    public = client.get("/subscribe").headers["content-security-policy"]
-    assert "script-src" not in public  # the public pages still allow no script at all
+    public = client.get("/preferences/x").headers["content-security-policy"]
+    assert "script-src" not in public  # the public pages still allow no script at all,
+    signup = client.get("/subscribe").headers["content-security-policy"]  # but the sign-up
+    assert signup.startswith("script-src 'self'; ") and "unsafe-inline" not in signup  # page's
 
 
 XSS = '<script>alert("x")</script><img src="https://example.org/a.png" onerror="alert(1)">'

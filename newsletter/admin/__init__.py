@@ -24,6 +24,7 @@ def routers() -> list[APIRouter]:
         issues,
         jobs,
         library,
+        sequences,
         settings,
         subscribers,
     )
@@ -34,6 +35,7 @@ def routers() -> list[APIRouter]:
         library.router,
         issues.router,
         campaigns.router,
+        sequences.router,
         subscribers.router,
         settings.router,
         automation.router,

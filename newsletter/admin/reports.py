@@ -167,6 +167,7 @@ def campaigns_with_issue(session: Session, *, limit: int = 100) -> list[tuple[Ca
     query = (
         select(Campaign, Issue.number)
         .join(Issue, Issue.id == Campaign.issue_id)
+        .where(Campaign.sequence_id.is_(None))  # sequence steps: on the sequences page
         .order_by(Campaign.id.desc())
         .limit(limit)
     )

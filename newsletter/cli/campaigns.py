@@ -249,7 +249,8 @@ def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> 
     from newsletter.models import Campaign
 
     with app_context(ctx).db.session() as session:
-        rows = list(session.scalars(select(Campaign).order_by(Campaign.id)))
+        query = select(Campaign).where(Campaign.sequence_id.is_(None))  # steps: 'sequences show'
+        rows = list(session.scalars(query.order_by(Campaign.id)))
         data = [
             {
                 "id": c.id,

@@ -22,7 +22,7 @@ from newsletter.models import CampaignStatus
 from newsletter.scheduling import admin, steps
 from newsletter.scheduling.runner import RunOptions, SchedulerRuntime
 from newsletter.scheduling.steps import DueReport, RunReport
-from newsletter.scheduling.times import describe, parse_at, zone
+from newsletter.scheduling.times import describe, parse_at, parse_date, zone
 from newsletter.sending import campaigns
 from newsletter.sending.engine import system_now
 
@@ -65,11 +65,20 @@ def schedule_issue(
     resend: bool = typer.Option(
         False, "--resend", help="Send even if this issue already went to this audience."
     ),
+    local_time: str | None = typer.Option(
+        None,
+        "--local-time",
+        help="Arrive at this hour (HH:MM) in each subscriber's own time zone on the date --at "
+        "gives (e.g. --at 2027-03-28 --local-time 09:00).",
+    ),
 ) -> None:
     """Schedule one send of an issue (a 'scheduled' campaign due at --at)."""
     app_ctx = app_context(ctx)
     settings, tz_name = app_ctx.settings, _tz_name(app_ctx, tz)
     campaigns.check_topics(topic, [t.name for t in settings.topics])
+    if local_time is not None:
+        _schedule_local(app_ctx, issue, at, local_time, topic, name, resend)
+        return
     due = parse_at(at, tz_name)
     with app_ctx.db.session() as session:
         campaign = admin.schedule_issue(
@@ -79,6 +88,27 @@ def schedule_issue(
         campaign_id = campaign.id
     console.print(
         f"campaign #{campaign_id} scheduled: issue {issue} at {describe(due, zone(tz_name))}",
+        highlight=False,
+    )
+
+
+def _schedule_local(
+    app_ctx: AppContext, issue: int, on: str, local_time: str, topics: list[str],
+    name: str | None, resend: bool,
+) -> None:  # fmt: skip
+    settings = app_ctx.settings
+    day = parse_date(on)
+    with app_ctx.db.session() as session:
+        campaign = admin.schedule_local(
+            session, issue, on=day, local_time=local_time, default_tz=settings.timezone,
+            now=system_now(), grace_seconds=settings.misfire_grace_seconds, topics=topics,
+            name=name, resend=resend,
+        )  # fmt: skip
+        campaign_id, due, clock = campaign.id, campaign.scheduled_at, campaign.local_time
+    assert due is not None
+    console.print(
+        f"campaign #{campaign_id} scheduled: issue {issue} at {clock} local time on {day} in "
+        f"each subscriber's zone (first zone at {due:%Y-%m-%d %H:%M} UTC)",
         highlight=False,
     )
 
@@ -118,9 +148,10 @@ def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> 
         data = {"campaigns": listing.campaigns, "recurring": listing.recurring}
         console.print_json(json.dumps(data))
         return
-    table = Table("id", "issue", "status", "due", "topics", "reason", title="campaigns")
+    keys = ("id", "issue", "status", "due", "local_time", "topics", "reason")
+    table = Table(*(k.replace("_", " ") for k in keys), title="campaigns")
     for c in listing.campaigns:
-        table.add_row(*_cells(c, "id", "issue", "status", "due", "topics", "reason"))
+        table.add_row(*_cells(c, *keys))
     console.print(table)
     rules = Table("id", "name", "enabled", "next run", "last result", title="recurring")
     for r in listing.recurring:
@@ -228,6 +259,7 @@ def run(
         runs, due = steps.tick(app_ctx.db, app_ctx.settings, system_now())
         _print_tick(runs, due)
         _send_once(app_ctx, worker=worker)
+        _sequences_once(app_ctx, worker=worker)
         return
     options = RunOptions(sweep_seconds=sweep_seconds, retry_seconds=retry_seconds, worker=worker)
     runtime = SchedulerRuntime(app_ctx.db, app_ctx.settings, options=options)
@@ -266,6 +298,22 @@ def _send_once(app_ctx: AppContext, *, worker: bool) -> None:
             break
         _send_with_progress(app_ctx, campaign_id, stop)
         _print_report(app_ctx, campaign_id, as_json=False, recipients=False)
+
+
+def _sequences_once(app_ctx: AppContext, *, worker: bool) -> None:
+    """``--once``: enrol and queue due sequence emails, and (with a worker) send them now."""
+    from newsletter.automation import sequences
+    from newsletter.cli.campaigns import _stop_on_sigterm
+    from newsletter.sending import service
+
+    report = sequences.tick(app_ctx.db, app_ctx.settings, system_now())
+    if not report.total_queued:
+        return
+    console.print(f"sequences: {report.total_queued} email(s) queued", highlight=False)
+    if worker:
+        with service.open_worker(app_ctx.db, app_ctx.settings) as running:
+            stats = running.run(_stop_on_sigterm(), until=lambda: True)  # until nothing is due
+        console.print(f"sequences: {stats.accepted} sent", highlight=False)
 
 
 # --- newsletter demo ---------------------------------------------------------------------

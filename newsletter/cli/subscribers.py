@@ -40,13 +40,16 @@ def add(
     confirmed: bool = typer.Option(
         False, "--confirmed", help="Consent was obtained elsewhere: skip the confirmation email."
     ),
+    time_zone: str | None = typer.Option(
+        None, "--time-zone", help="IANA zone for local-time sends, e.g. Europe/London."
+    ),
 ) -> None:
     """Add one subscriber; without --confirmed they get the confirmation email."""
     app_ctx = app_context(ctx)
     with app_ctx.db.session() as session:
         row = service.add(
             email, session=session, actor=CLI, allowed_topics=_topics(app_ctx), name=name,
-            topics=topic, confirmed=confirmed,
+            topics=topic, confirmed=confirmed, time_zone=time_zone,
         )  # fmt: skip
         send = not confirmed and service.claim_confirmation_slot(
             row, session=session, now=row.created_at

@@ -28,6 +28,13 @@ from newsletter.models.sending import (
     TestSend,
     TrackingEvent,
 )
+from newsletter.models.sequences import (
+    EnrolmentStatus,
+    Sequence,
+    SequenceEnrolment,
+    SequenceStatus,
+    SequenceStep,
+)
 from newsletter.models.subscribers import (
     ConsentEvent,
     ConsentKind,
@@ -50,6 +57,7 @@ __all__ = [
     "Delivery",
     "DeliveryStatus",
     "EngagementEvent",
+    "EnrolmentStatus",
     "GuardBaseline",
     "InboundKind",
     "InboundMail",
@@ -67,6 +75,10 @@ __all__ = [
     "Schedule",
     "ScheduleRun",
     "SendBatch",
+    "Sequence",
+    "SequenceEnrolment",
+    "SequenceStatus",
+    "SequenceStep",
     "SubjectTest",
     "Subscriber",
     "SubscriberStatus",

@@ -9,13 +9,14 @@ crash was maybe sent and is never resent automatically.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -89,6 +90,13 @@ class Campaign(Base):
     # Who it goes to: "active" (inactive subscribers left out: sunset), "inactive" (a
     # re-engagement campaign) or "all".
     audience: Mapped[str] = mapped_column(String(20), default="active", server_default="active")
+    # Set on a sequence step's campaign (newsletter.automation.sequences): hidden from the
+    # campaign lists, never "finished", fed ledger rows by the sequence tick.
+    sequence_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    # Local-time sending: each zone's share is released at local_time on local_date in
+    # that subscriber's zone (newsletter.sending.localtime).
+    local_date: Mapped[date | None] = mapped_column(Date)
+    local_time: Mapped[str | None] = mapped_column(String(5))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -76,7 +76,7 @@ class Subscriber(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), default=SubscriberStatus.PENDING, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)  # sequences
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -89,6 +89,8 @@ class Subscriber(Base):
     # Sunset: no open or click in the last N campaigns; left out of sends by default
     # (deliverability.sunset).  Cleared by their next open or click.
     inactive_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # IANA zone from the sign-up page's browser or an import; NULL: the 'timezone' setting.
+    time_zone: Mapped[str | None] = mapped_column(String(64))
 
     topic_rows: Mapped[list[SubscriberTopic]] = relationship(
         back_populates="subscriber",
@@ -118,6 +120,8 @@ class SubscriberTopic(Base):
     # (subscriber_id, topic) is unique, so that index also serves look-ups by subscriber
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     topic: Mapped[str] = mapped_column(String(100), index=True)
+    # When they joined the topic (a sequence trigger); NULL for rows older than 0014.
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
 
     subscriber: Mapped[Subscriber] = relationship(back_populates="topic_rows")
 

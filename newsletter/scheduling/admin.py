@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -54,6 +54,36 @@ def schedule_issue(
         issue_number, session=session, topics=topics, name=name, scheduled_at=at, resend=resend,
         subject_test=subject_test, now=now,
     )  # fmt: skip
+
+
+def schedule_local(
+    session: Session,
+    issue_number: int,
+    *,
+    on: date,
+    local_time: str,
+    default_tz: str,
+    now: datetime,
+    grace_seconds: int,
+    topics: Sequence[str] = (),
+    name: str | None = None,
+    resend: bool = False,
+) -> Campaign:
+    """A campaign arriving at ``local_time`` on ``on`` in each subscriber's own time zone.
+
+    It is due (frozen) when the first zone among the subscribers reaches that
+    hour; each zone's share is then held until its own (``sending.localtime``).
+    """
+    from newsletter.sending import localtime
+
+    clock = localtime.parse_local(local_time)
+    due = localtime.first_release(session, on, clock, default_tz)
+    check_future(due, now, grace_seconds)
+    campaign = campaigns.create_campaign(
+        issue_number, session=session, topics=topics, name=name, scheduled_at=due, resend=resend
+    )
+    campaign.local_date, campaign.local_time = on, clock
+    return campaign
 
 
 def add_recurring(
@@ -103,7 +133,11 @@ def cancel_scheduled(session: Session, campaign_id: int) -> None:
 def reschedule(
     session: Session, campaign_id: int, *, at: datetime, now: datetime, grace_seconds: int
 ) -> None:
-    """Move an unstarted campaign (scheduled, missed, or failed to start) to a new due time."""
+    """Move an unstarted campaign (scheduled, missed, or failed to start) to a new due time.
+
+    A local-time campaign becomes an ordinary one due at ``at`` (schedule a new
+    local-time send to keep each reader's hour).
+    """
     check_future(at, now, grace_seconds)
     result = session.execute(
         update(Campaign)
@@ -112,7 +146,13 @@ def reschedule(
             Campaign.status.in_(MOVABLE),
             Campaign.started_at.is_(None),
         )
-        .values(status=CampaignStatus.SCHEDULED, scheduled_at=at, status_reason=None)
+        .values(
+            status=CampaignStatus.SCHEDULED,
+            scheduled_at=at,
+            status_reason=None,
+            local_date=None,
+            local_time=None,
+        )
     )
     if not getattr(result, "rowcount", 0):
         _refuse(session, campaign_id, "reschedule", None)
@@ -163,6 +203,8 @@ def listing(session: Session, *, tz_name: str) -> Listing:
             "due": wall(c.scheduled_at, tz) if c.scheduled_at else None,
             "due_utc": c.scheduled_at.isoformat() if c.scheduled_at else None,
             "topics": c.topics, "schedule_id": c.schedule_id, "reason": c.status_reason,
+            "local_time": f"{c.local_time} on {c.local_date} in each subscriber's zone"
+            if c.local_time else None,
         }
         for c, number in rows
     ]  # fmt: skip

@@ -261,10 +261,20 @@ class SchedulerRuntime:
                 return [], DueReport()
             now = self.clock()
             runs, due = tick(self.db, self.settings, now, start=self.start)
+            self._tick_sequences(now)
             self.sync_jobs(now)
         if self.on_tick is not None:
             self.on_tick(runs, due)
         return runs, due
+
+    def _tick_sequences(self, now: datetime) -> None:
+        """Enrol and queue due sequence emails (every sweep: a welcome goes within a minute)."""
+        from newsletter.automation import sequences
+
+        try:
+            sequences.tick(self.db, self.settings, now)
+        except Exception:  # the next sweep retries; campaigns must still start
+            log.exception("sequence tick failed")
 
     def purge_tracking(self) -> None:
         """Delete raw engagement events past ``tracking_retention_days`` (the sums stay)."""

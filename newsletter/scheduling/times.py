@@ -13,7 +13,7 @@ and the answer must not depend on luck, so every conversion goes through
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.errors import ValidationError
@@ -55,6 +55,16 @@ def parse_at(text: str, tz_name: str) -> datetime:
     if moment.tzinfo is not None:
         return moment.astimezone(UTC)
     return local_to_utc(moment, zone(tz_name))
+
+
+def parse_date(text: str) -> date:
+    """``--at 2027-03-28`` for a local-time send (a time after the date is ignored)."""
+    try:
+        return date.fromisoformat(text.strip()[:10])
+    except ValueError:
+        raise ValidationError(
+            f"invalid date {text!r} (expected YYYY-MM-DD, e.g. 2027-03-28)"
+        ) from None
 
 
 def describe(moment: datetime, tz: tzinfo) -> str:

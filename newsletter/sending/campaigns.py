@@ -94,6 +94,7 @@ def earlier_send(
         select(Campaign)
         .where(
             Campaign.issue_id == issue_id,
+            Campaign.sequence_id.is_(None),  # a sequence's welcome is not a send of the issue
             Campaign.status.in_([*GOING, *GONE]) | started_then_stopped,
         )
         .order_by(Campaign.id)
@@ -200,10 +201,9 @@ def create_campaign(
 
 
 def campaign_ids(*, session: Session, status: str) -> list[int]:
-    """Ids of the campaigns in one state, oldest first."""
-    return list(
-        session.scalars(select(Campaign.id).where(Campaign.status == status).order_by(Campaign.id))
-    )
+    """Ids of the campaigns in one state, oldest first (sequence steps, which never end, not)."""
+    query = select(Campaign.id).where(Campaign.status == status, Campaign.sequence_id.is_(None))
+    return list(session.scalars(query.order_by(Campaign.id)))
 
 
 def allow_resend(campaign_id: int, *, session: Session) -> None:
@@ -227,12 +227,15 @@ def start_campaign(
     now: datetime,
     transport: str | None = None,
     engagement: str | None = None,
+    default_zone: str = "UTC",
 ) -> bool:
     """Freeze the audience and set the campaign sending; False if it had already started.
 
     Preflight runs first (read-only); then the gate UPDATE, the ledger insert
     and batch assignment share one transaction, so a crash leaves the campaign
-    unstarted rather than half-frozen.
+    unstarted rather than half-frozen.  A local-time campaign's batches are
+    made per subscriber time zone, each held until its hour (``localtime``;
+    ``default_zone`` for subscribers without one).
     """
     campaign = get_campaign(campaign_id, session=session)
     if campaign.status not in STARTABLE:
@@ -265,9 +268,12 @@ def start_campaign(
     )
     if not getattr(won, "rowcount", 0):
         return False
-    topics, audience = session.execute(
-        select(Campaign.topics, Campaign.audience).where(Campaign.id == campaign_id)
+    topics, audience, local_date, local_time = session.execute(
+        select(Campaign.topics, Campaign.audience, Campaign.local_date, Campaign.local_time).where(
+            Campaign.id == campaign_id
+        )
     ).one()
+    local = local_date is not None and local_time is not None
     tested = abtest.get_test(campaign_id, session=session) is not None
     total = insert_audience(
         campaign_id,
@@ -275,14 +281,22 @@ def start_campaign(
         universe=universe,
         topics=topics or [],
         now=now,
-        # A subject test draws its sample from the unbatched ledger, then batches it.
-        batch_size=None if tested else batch_size,
+        # A subject test draws its sample from the unbatched ledger, then batches it;
+        # a local-time campaign batches per time zone.
+        batch_size=None if tested or local else batch_size,
         audience=audience,
-        engagement=None if tested else engagement,  # most engaged first (warm-up)
+        engagement=None if tested or local else engagement,  # most engaged first (warm-up)
     )
     if tested:
         abtest.freeze(campaign_id, session=session, total=total, batch_size=batch_size, now=now)
     else:
+        if local:
+            from newsletter.sending import localtime  # (imports scheduling, which imports us)
+
+            localtime.assign_by_zone(
+                campaign_id, session=session, size=batch_size, local_date=local_date,
+                local_time=local_time, default_tz=default_zone,
+            )  # fmt: skip
         assign_batches(campaign_id, session=session, size=batch_size)  # rows left: none
     session.execute(
         update(Campaign)
@@ -313,7 +327,18 @@ def _transition(
         raise StateError(f"cannot {verb} campaign #{campaign_id}: it is {current}")
 
 
+def _not_a_step(campaign_id: int, session: Session) -> None:
+    """A sequence step's campaign follows its sequence: pause, resume and cancel go there."""
+    sequence_id = session.scalar(select(Campaign.sequence_id).where(Campaign.id == campaign_id))
+    if sequence_id is not None:
+        raise StateError(
+            f"campaign #{campaign_id} is a step of sequence #{sequence_id}; use "
+            f"'newsletter sequences pause|resume {sequence_id}' or the admin's Sequences page"
+        )
+
+
 def pause_campaign(campaign_id: int, *, session: Session, reason: str = "paused by admin") -> None:
+    _not_a_step(campaign_id, session)
     _transition(
         campaign_id,
         session=session,
@@ -328,6 +353,7 @@ def resume_campaign(campaign_id: int, *, session: Session, now: datetime | None 
     """Continue a paused campaign; after a reputation-guard pause the guard counts afresh."""
     from newsletter.bounces.guard import REASON_PREFIX, record_baseline
 
+    _not_a_step(campaign_id, session)
     reason = session.scalar(select(Campaign.status_reason).where(Campaign.id == campaign_id))
     _transition(
         campaign_id,
@@ -346,6 +372,7 @@ def resume_campaign(campaign_id: int, *, session: Session, now: datetime | None 
 
 def cancel_campaign(campaign_id: int, *, session: Session, now: datetime) -> None:
     """Stop for good: unsent recipients end as skipped, batches in flight still settle."""
+    _not_a_step(campaign_id, session)
     allowed = [
         CampaignStatus.DRAFT,
         CampaignStatus.SCHEDULED,

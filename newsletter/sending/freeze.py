@@ -261,9 +261,28 @@ def _last_seq(session: Session, campaign_id: int) -> int:
     return int(offset or 0)
 
 
-def assign_batches(campaign_id: int, *, session: Session, size: int) -> int:
-    """Group unbatched queued rows into batches of ``size`` within one segment each."""
-    params = {"cid": campaign_id, "size": size, "offset": _last_seq(session, campaign_id)}
-    created: Any = session.execute(text(INSERT_BATCHES), params)
-    session.execute(text(ASSIGN_BATCHES), params)
+def assign_batches(
+    campaign_id: int,
+    *,
+    session: Session,
+    size: int,
+    subscribers: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> int:
+    """Group unbatched queued rows into batches of ``size`` within one segment each.
+
+    ``subscribers``: only rows whose subscriber matches this condition on
+    ``subscribers s`` (with ``params``): one time zone's share (``localtime``).
+    """
+    values = {"cid": campaign_id, "size": size, "offset": _last_seq(session, campaign_id)}
+    insert_sql, assign_sql = INSERT_BATCHES, ASSIGN_BATCHES
+    if subscribers:
+        only = (
+            f"{NUMBERED} AND subscriber_id IN (SELECT s.id FROM subscribers s WHERE {subscribers})"
+        )
+        insert_sql = insert_sql.replace(NUMBERED, only)
+        assign_sql = assign_sql.replace(NUMBERED, only)
+        values.update(params or {})
+    created: Any = session.execute(text(insert_sql), values)
+    session.execute(text(assign_sql), values)
     return int(created.rowcount or 0)

@@ -129,6 +129,7 @@ def start(
             now=now or system_now(),
             transport=settings.transport,
             engagement=engagement_sql() if settings.warmup else None,
+            default_zone=settings.timezone,
         )
 
 

@@ -57,6 +57,7 @@ class _Existing:
     name: str | None
     status: str
     topics: list[str]
+    time_zone: str | None = None
 
 
 @dataclass
@@ -188,11 +189,14 @@ class Plan:
         found: dict[str, _Existing] = {}
         by_id: dict[int, _Existing] = {}
         for some in chunks(emails, _IN):
-            query = select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.status)
-            for id_, email, name, status in self.session.execute(
+            query = select(
+                Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.status,
+                Subscriber.time_zone,
+            )  # fmt: skip
+            for id_, email, name, status, tz in self.session.execute(
                 query.where(key_in(self.session, Subscriber.email, some))
             ).tuples():
-                found[email] = by_id[id_] = _Existing(id_, name, status, [])
+                found[email] = by_id[id_] = _Existing(id_, name, status, [], tz)
         for ids in chunks(list(by_id), _IN):
             topics = select(SubscriberTopic.subscriber_id, SubscriberTopic.topic)
             for id_, topic in self.session.execute(
@@ -209,6 +213,8 @@ class Plan:
             changed.append("name")
         if row.topics is not None and sorted(row.topics) != sorted(old.topics):
             changed.append("topics")
+        if row.time_zone and row.time_zone != old.time_zone:
+            changed.append("time_zone")
         promote = row.status is SubscriberStatus.CONFIRMED
         if promote and old.status == SubscriberStatus.PENDING:
             changed.append("status")
@@ -222,12 +228,16 @@ class Plan:
              "status": r.status.value, "created_at": r.opted_in_at or self.now,
              "confirmed_at": (r.confirmed_at or self.now)
              if r.status is SubscriberStatus.CONFIRMED else None,
-             "soft_bounces": 0}
+             "soft_bounces": 0, "time_zone": r.time_zone}
             for r in new
         ]  # fmt: skip
         new_ids = insert_returning_ids(self.session, Subscriber, values, key="email")
         ids = {r.email: id_ for r, id_ in zip(new, new_ids, strict=True)}
-        topics = [{"subscriber_id": ids[r.email], "topic": t} for r in new for t in r.topics or []]
+        topics = [
+            {"subscriber_id": ids[r.email], "topic": t, "created_at": None}
+            for r in new
+            for t in r.topics or []
+        ]
         insert_rows(self.session, SubscriberTopic, topics)
         self._events([self._row_event(r, ids[r.email]) for r in new])
 
@@ -248,10 +258,12 @@ class Plan:
         if not changes:
             return
         names = [{"id": old.id, "name": row.name} for row, old, f in changes if "name" in f]
+        zones = [{"id": old.id, "time_zone": row.time_zone}
+                 for row, old, f in changes if "time_zone" in f]  # fmt: skip
         promoted = [{"id": old.id, "status": SubscriberStatus.CONFIRMED.value,
                      "confirmed_at": row.confirmed_at or self.now}
                     for row, old, f in changes if "status" in f]  # fmt: skip
-        for values in (names, promoted):
+        for values in (names, zones, promoted):
             if values:
                 self.session.execute(update(Subscriber), values)
         retopic = [(row, old) for row, old, f in changes if "topics" in f]
@@ -262,7 +274,9 @@ class Plan:
                 )
             )
         topics = [
-            {"subscriber_id": old.id, "topic": t} for row, old in retopic for t in row.topics or []
+            {"subscriber_id": old.id, "topic": t, "created_at": None}
+            for row, old in retopic
+            for t in row.topics or []
         ]
         insert_rows(self.session, SubscriberTopic, topics)
         self._events([self._update_event(row, old, f) for row, old, f in changes])

@@ -35,6 +35,7 @@ from newsletter.models.subscribers import (
     Suppression,
     SuppressionReason,
 )
+from newsletter.sending.localtime import browser_zone, check_zone
 from newsletter.subscribers import bulk, formats, store
 from newsletter.subscribers.addresses import hash_normalised, normalise_email
 from newsletter.subscribers.bulk import Progress
@@ -43,7 +44,7 @@ from newsletter.subscribers.store import Actor
 
 COLUMNS = (
     "email", "name", "status", "topics", "created_at", "confirmed_at",
-    "unsubscribed_at", "paused_until", "suppressed", "email_hash",
+    "unsubscribed_at", "paused_until", "suppressed", "email_hash", "time_zone",
 )  # fmt: skip
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _TOPIC_SPLIT = re.compile(r"[;|,]")
@@ -115,6 +116,7 @@ class Row:
     opted_in_at: datetime | None = None  # the original tool's times and IP, when it kept them
     confirmed_at: datetime | None = None
     opt_in_ip: str | None = None  # masked (never the address in clear)
+    time_zone: str | None = None  # IANA name (local-time sending); None: the default
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +299,20 @@ class _Reader:
         return Row(
             line, email, hash_normalised(email), _name(cells),
             self.topics(cells.get("topics"), line), status, opted_in, confirmed, ip,
+            self.time_zone(cells.get("time_zone", ""), line),
         )  # fmt: skip
+
+    def time_zone(self, raw: str, line: int) -> str | None:
+        """Our CSV: an unknown zone makes the row invalid (it names the line); another tool's
+        export: a warning, and the default zone applies."""
+        if not raw.strip():
+            return None
+        if self.fmt is formats.NATIVE:
+            return check_zone(raw, where="time_zone")
+        known = browser_zone(raw)
+        if known is None:
+            self.report.note("warnings", line, f"unknown time zone {raw[:64]!r} ignored")
+        return known
 
 
 def _held_from_export(line: int, cells: dict[str, str]) -> Held:
@@ -319,6 +334,7 @@ def _held_from_export(line: int, cells: dict[str, str]) -> Held:
 def _merge(first: Row, later: Row) -> None:
     """A repeated address: keep the first row, filling gaps and adding topics from the later."""
     first.name = first.name or later.name
+    first.time_zone = first.time_zone or later.time_zone
     if later.topics is not None:
         first.topics = list(dict.fromkeys([*(first.topics or []), *later.topics]))
 
@@ -438,7 +454,7 @@ def export_csv(out: Path | TextIO, *, session: Session) -> int:
         .execution_options(yield_per=1000)
     )
     for email_hash, reason in session.execute(orphans).tuples():
-        writer.writerow(["", "", "", "", "", "", "", "", reason, email_hash])
+        writer.writerow(["", "", "", "", "", "", "", "", reason, email_hash, ""])
         count += 1
     return count
 
@@ -447,5 +463,6 @@ def _subscriber_cells(row: Subscriber, reason: str | None) -> list[str]:
     values: list[Any] = [
         row.email, row.name, row.status, "; ".join(row.topics), row.created_at,
         row.confirmed_at, row.unsubscribed_at, row.paused_until, reason, row.email_hash,
+        row.time_zone,
     ]  # fmt: skip
     return [_cell(v) for v in values]

@@ -107,6 +107,7 @@ NATIVE_COLUMNS: dict[str, tuple[str, ...]] = {
     "status": ("status",),
     "suppressed": ("suppressed", "suppression"),
     "email_hash": ("email hash", "hash"),
+    "time_zone": ("time zone", "timezone", "tz"),
 }
 
 
@@ -155,6 +156,7 @@ MAILCHIMP = Format(
         "confirm_time": ("confirm time",),
         "confirm_ip": ("confirm ip",),
         "ended_at": ("unsub time", "clean time"),
+        "time_zone": ("timezone",),
     },
     lambda h: "email address" in h and bool(h & {"optin time", "leid", "euid", "member rating"}),
     _mailchimp,

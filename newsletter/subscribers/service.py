@@ -95,6 +95,7 @@ class SignupRequest:
     name: str | None = None
     topics: Sequence[str] = ()
     consent_text: str = CONSENT_TEXT
+    time_zone: str | None = None  # a valid IANA name or None (local-time sending)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,7 @@ def subscribe(
         notice = Notice.ALREADY
     else:
         _make_pending(subscriber, name, topics)
+        subscriber.time_zone = request.time_zone or subscriber.time_zone
         store.record(
             session, ConsentKind.SUBSCRIBE, actor=request.actor, email_hash=email_hash,
             subscriber=subscriber, consent_text=request.consent_text,
@@ -351,8 +353,12 @@ def add(
     topics: Sequence[str] = (),
     confirmed: bool = False,
     consent_text: str | None = None,
+    time_zone: str | None = None,
 ) -> Subscriber:
     """Add one subscriber by hand; refuses suppressed and existing addresses."""
+    from newsletter.sending.localtime import check_zone
+
+    zone_name = check_zone(time_zone, where="--time-zone") if time_zone else None
     address = normalise_email(email)
     clean = clean_name(name)
     chosen = clean_topics(topics, allowed_topics)
@@ -366,11 +372,18 @@ def add(
     status = SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING
     row = Subscriber(
         email=address, email_hash=email_hash, name=clean, status=status.value, created_at=now,
-        confirmed_at=now if confirmed else None, soft_bounces=0,
+        confirmed_at=now if confirmed else None, soft_bounces=0, time_zone=zone_name,
     )  # fmt: skip
     row.set_topics(chosen)
     session.add(row)
     session.flush()
+    # an admin's choice, not the reader's joining a topic: it starts no topic sequence
+    session.execute(
+        update(SubscriberTopic)
+        .where(SubscriberTopic.subscriber_id == row.id)
+        .values(created_at=None)
+        .execution_options(synchronize_session=False)
+    )
     store.record(
         session, ConsentKind.ADMIN, actor=actor, email_hash=email_hash, subscriber=row,
         consent_text=consent_text, detail={"status": status.value, "topics": chosen}, now=now,
@@ -450,6 +463,7 @@ def subscriber_as_dict(row: Subscriber) -> dict[str, Any]:
         "last_confirmation_sent_at": _iso(row.last_confirmation_sent_at),
         "soft_bounces": row.soft_bounces,
         "tracking": row.tracking,
+        "time_zone": row.time_zone,
     }
 
 

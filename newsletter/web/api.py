@@ -49,6 +49,13 @@ class SubscribeBody(_Body):
     name: Annotated[str | None, Field(max_length=1000)] = None
     topics: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=100)] = []
     website: Annotated[str, Field(max_length=1000, description="honeypot: leave empty")] = ""
+    time_zone: Annotated[
+        str,
+        Field(
+            max_length=64, examples=["Europe/London"],
+            description="the reader's IANA zone, for local-time sends (ignored if unknown)",
+        ),
+    ] = ""  # fmt: skip
 
 
 class Accepted(BaseModel):
@@ -104,8 +111,9 @@ def subscribe(
 ) -> Accepted:
     """Start a double opt-in sign-up; the answer never says whether the address is known."""
     form = flows.SignupInput(
-        email=body.email, name=body.name, topics=body.topics, honeypot=body.website
-    )
+        email=body.email, name=body.name, topics=body.topics, honeypot=body.website,
+        time_zone=body.time_zone,
+    )  # fmt: skip
     email = flows.subscribe(ctx, form, Client.of(request), background, source="api:subscribe")
     return Accepted(status="pending_confirmation", email=email, message=ACCEPTED)
 

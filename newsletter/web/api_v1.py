@@ -304,7 +304,11 @@ def _campaign_out(row: Campaign) -> CampaignOut:
 @route("GET", "/campaigns", scope="campaigns:read", tags=["campaigns"])
 def list_campaigns(ctx: Ctx, after: After = 0, limit: Limit = 100) -> CampaignPage:
     with ctx.db.session() as session:
-        query = select(Campaign).where(Campaign.id > after).order_by(Campaign.id)
+        query = (
+            select(Campaign)
+            .where(Campaign.id > after, Campaign.sequence_id.is_(None))  # not sequence steps
+            .order_by(Campaign.id)
+        )
         rows = list(session.scalars(query.limit(limit + 1)))
         shown = [_campaign_out(r) for r in rows[:limit]]
     return CampaignPage(data=shown, next_after=shown[-1].id if len(rows) > limit else None)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.errors import ValidationError
 from newsletter.models.subscribers import Subscriber
+from newsletter.sending.localtime import browser_zone
 from newsletter.subscribers import confirmation, service
 from newsletter.subscribers.addresses import normalise_email
 from newsletter.subscribers.confirmation import Addressee
@@ -38,6 +39,7 @@ class SignupInput:
     name: str | None = None
     topics: Sequence[str] = ()
     honeypot: str = ""
+    time_zone: str = ""  # the browser's IANA zone (local-time sending); dropped if unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +74,7 @@ def subscribe(
     email = normalise_email(form.email)
     request = service.SignupRequest(
         email=form.email, name=form.name, topics=form.topics, consent_text=CONSENT_TEXT,
-        actor=_actor(client, source),
+        actor=_actor(client, source), time_zone=browser_zone(form.time_zone),
     )  # fmt: skip
     if form.honeypot:
         log.info("honeypot filled from %s; ignoring sign-up", client.ip)

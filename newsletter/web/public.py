@@ -20,6 +20,7 @@ from newsletter.subscribers import links
 from newsletter.subscribers.service import CONSENT_TEXT
 from newsletter.web import flows
 from newsletter.web.context import Client, Ctx
+from newsletter.web.security import SIGNUP_CSP
 from newsletter.web.templating import page
 
 router = APIRouter(include_in_schema=False)
@@ -42,10 +43,12 @@ def _subscribe_page(
     name: str = "",
     chosen: list[str] | None = None,
 ) -> Response:
-    return page(
+    answer = page(
         request, "subscribe.html.j2", status_code, consent_text=CONSENT_TEXT, topics=ctx.topics,
         chosen=ctx.topics if chosen is None else chosen, error=error, email=email, name=name,
     )  # fmt: skip
+    answer.headers["content-security-policy"] = SIGNUP_CSP  # its time zone script
+    return answer
 
 
 @router.get("/subscribe")
@@ -62,9 +65,12 @@ def subscribe(
     name: Annotated[str, Form()] = "",
     topics: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
     website: Annotated[str, Form()] = "",
+    time_zone: Annotated[str, Form()] = "",  # filled by /static/timezone.js
 ) -> Response:
     """Sign up; the answer is the same for every valid address (see ``flows.subscribe``)."""
-    form = flows.SignupInput(email=email, name=name, topics=topics, honeypot=website)
+    form = flows.SignupInput(
+        email=email, name=name, topics=topics, honeypot=website, time_zone=time_zone
+    )
     try:
         shown = flows.subscribe(ctx, form, Client.of(request), background, source=FORM_SOURCE)
     except ValidationError as exc:

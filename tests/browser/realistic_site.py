@@ -153,6 +153,17 @@ def _webhook_with_a_log(session: Any) -> int:
     return int(endpoint.id)
 
 
+def _welcome_sequence(session: Any) -> int:
+    """A welcome series of two steps (its results table on the sequence page)."""
+    from newsletter.automation import sequences
+
+    now = datetime.now(UTC)
+    seq = sequences.create_sequence(session, "Welcome", "confirmed", topics=[], now=now)
+    sequences.add_step(session, seq.id, 42, delay_minutes=0, now=now)
+    sequences.add_step(session, seq.id, 42, delay_minutes=3 * 1440, now=now)
+    return int(seq.id)
+
+
 def populate(db: Database, settings: Settings, seeds: Path) -> dict[str, Any]:
     """Everything the pages show; returns the ids and subscribers the routes need."""
     with db.session() as session:
@@ -190,8 +201,10 @@ def populate(db: Database, settings: Settings, seeds: Path) -> dict[str, Any]:
         }
         job = _finished_import_job(session, seeds)
         endpoint = _webhook_with_a_log(session)
+        sequence = _welcome_sequence(session)
         ids = {"campaign_id": sent, "scheduled_id": scheduled, "subscriber_id": ann.id,
-               "resource_id": resource or 1, "job_id": job, "endpoint_id": endpoint}  # fmt: skip
+               "resource_id": resource or 1, "job_id": job, "endpoint_id": endpoint,
+               "sequence_id": sequence}  # fmt: skip
     return {"ids": ids, "tokens": tokens}
 
 

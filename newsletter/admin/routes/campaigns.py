@@ -25,8 +25,8 @@ from newsletter.admin.charts import line_chart
 from newsletter.errors import DuplicateSendError, PreflightError, StateError, ValidationError
 from newsletter.models import CampaignStatus, DeliveryStatus, Issue, IssueStatus
 from newsletter.scheduling import admin as scheduling
-from newsletter.scheduling.times import parse_at, zone
-from newsletter.sending import abtest, campaigns, service
+from newsletter.scheduling.times import parse_at, parse_date, zone
+from newsletter.sending import abtest, campaigns, localtime, service
 from newsletter.web.context import Ctx, WebContext
 
 router = admin_router()
@@ -62,9 +62,10 @@ class Plan:
 
     issue: int
     name: str
-    when: str
+    when: str  # "now", "later" or "local" (at a local hour in each subscriber's zone)
     at: str
     topics: list[str]
+    local_time: str = ""
     test: TestForm | None = None  # an A/B subject test, when 2 or 3 subject lines were given
 
 
@@ -100,6 +101,7 @@ def create(
     request: Request, ctx: Ctx, identity: Admin, issue: Line = "", name: Line = "",
     when: Line = "now", at: Line = "", confirmed: Line = "", resend: Line = "",
     topics: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
+    local_time: Line = "",
     subjects: Annotated[list[str], Form()] = [],  # noqa: B006
     test_share: Line = "10", test_window: Line = "4h", test_metric: Line = "clicks",
 ) -> Response:  # fmt: skip
@@ -112,12 +114,17 @@ def create(
         campaigns.check_topics(topics, ctx.topics)
         if not issue.isdigit():
             raise ValidationError("choose an issue")
+        kind = when if when in ("later", "local") else "now"
         test = TestForm.of(subjects, test_share, test_window, test_metric)
-        plan = Plan(int(issue), name.strip(), "later" if when == "later" else "now", at, topics,
-                    test)  # fmt: skip
+        if test is not None and kind == "local":
+            raise ValidationError("a subject test cannot be combined with a local-hour send")
+        plan = Plan(int(issue), name.strip(), kind, at, topics, local_time.strip(), test)
         if plan.when == "later":  # a bad or past time is said on the form, before the review
             scheduling.check_future(_moment(ctx, plan), ctx.clock(),
                                     ctx.settings.misfire_grace_seconds)  # fmt: skip
+        if plan.when == "local":
+            with ctx.db.session() as session:
+                _local_due(ctx, session, plan)
         if confirmed != "1":
             return _review_page(request, ctx, plan)
         with ctx.db.session() as session:
@@ -137,8 +144,26 @@ def _moment(ctx: WebContext, plan: Plan) -> datetime:
     return parse_at(plan.at.replace("T", " "), ctx.settings.timezone)
 
 
+def _local_due(ctx: WebContext, session: Session, plan: Plan) -> datetime:
+    """When a local-time plan's first zone is due; a bad date, hour or past time is said now."""
+    if not plan.at.strip() or not plan.local_time:
+        raise ValidationError("choose the date and the local time to arrive at")
+    due = localtime.first_release(
+        session, parse_date(plan.at), localtime.parse_local(plan.local_time),
+        ctx.settings.timezone,
+    )  # fmt: skip
+    scheduling.check_future(due, ctx.clock(), ctx.settings.misfire_grace_seconds)
+    return due
+
+
 def _create(ctx: WebContext, session: Session, plan: Plan, *, resend: bool) -> int:
     name = plan.name or None
+    if plan.when == "local":
+        return scheduling.schedule_local(
+            session, plan.issue, on=parse_date(plan.at), local_time=plan.local_time,
+            default_tz=ctx.settings.timezone, now=ctx.clock(), topics=plan.topics, name=name,
+            grace_seconds=ctx.settings.misfire_grace_seconds, resend=resend,
+        ).id  # fmt: skip
     test = plan.test.plan() if plan.test else None
     if plan.when == "now":
         return campaigns.create_campaign(
@@ -248,7 +273,7 @@ def _plan_of(ctx: WebContext, campaign_id: int) -> tuple[Plan, str]:
         if test is not None:
             window = abtest.describe_window(test.window_seconds)
             form = TestForm(list(test.subjects), test.share_percent, window, test.metric)
-        plan = Plan(number, campaign.name, "now", "", list(campaign.topics), form)
+        plan = Plan(number, campaign.name, "now", "", list(campaign.topics), test=form)
         return plan, campaign.status
 
 

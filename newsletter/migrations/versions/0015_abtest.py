@@ -1,7 +1,7 @@
 """Subject-line tests: ``subject_tests`` and each ledger row's and batch's subject variant.
 
 Revision ID: 0015_abtest
-Revises: 0013_automation
+Revises: 0014_sequences
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 from newsletter.models.base import UTCDateTime
 
 revision = "0015_abtest"
-down_revision = "0013_automation"
+down_revision = "0014_sequences"  # re-chained after 0014_sequences (merge)
 branch_labels = None
 depends_on = None
 
