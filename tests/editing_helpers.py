@@ -56,3 +56,33 @@ def image_server(images: dict[str, bytes]) -> Iterator[str]:
         time.sleep(0)
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def bucket_server() -> Iterator[tuple[str, dict[str, tuple[bytes, dict[str, str]]]]]:
+    """A minimal S3-compatible endpoint: PUT /<bucket>/<key> is kept with its headers."""
+    stored: dict[str, tuple[bytes, dict[str, str]]] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_PUT(self) -> None:
+            length = int(self.headers.get("content-length", "0"))
+            body = self.rfile.read(length)
+            stored[self.path] = (body, {k.lower(): v for k, v in self.headers.items()})
+            self.send_response(200)
+            self.send_header("etag", '"0"')
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", stored
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -12,6 +12,7 @@ import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -28,7 +29,7 @@ from tests.admin_helpers import (
     load_issue_42,
     signed_in_client,
 )
-from tests.editing_helpers import image_server, png
+from tests.editing_helpers import bucket_server, image_server, png
 
 FRAGMENT = {"X-Admin-Fragment": "1"}
 # Images, duplication and the archive touch no backend-specific SQL: SQLite alone keeps the
@@ -295,3 +296,35 @@ def test_archive_shows_each_issues_date(db: Database, settings: Settings, seeds_
         session.scalar(select(Issue).where(Issue.number == 42)).published_at = datetime.now(UTC)  # type: ignore[union-attr]
     page = client.get("/archive").text
     assert '<time class="muted" datetime="2018-04-01">1 April 2018</time>' in page
+
+
+@sqlite_only
+def test_s3_storage_puts_signed_objects_with_the_cache_header(
+    make_settings: Any, seeds_dir: Path
+) -> None:
+    pytest.importorskip("boto3")
+    with bucket_server() as (endpoint, stored):
+        settings = make_settings(
+            media_storage="s3", s3_bucket="news-images", s3_endpoint_url=endpoint,
+            s3_region="eu-west-1", s3_access_key_id="AKIDEXAMPLE",
+            s3_secret_access_key="secret-example", media_public_url="https://cdn.example.org/img",
+        )  # fmt: skip
+        from newsletter.db import connect
+
+        database = connect(settings)
+        try:
+            client = _client(database, settings, seeds_dir)
+            item_id, _url, _alt = _first_item(database)
+            assert _upload(client, item_id, png(1000, 500)).status_code == 303
+            _item, url, _alt = _first_item(database)
+        finally:
+            database.dispose()
+    keys = sorted(stored)
+    assert len(keys) == 2 and all(k.startswith("/news-images/") for k in keys)
+    body, headers = stored[keys[-1]]
+    assert Image.open(io.BytesIO(body)).size == (880, 440)
+    assert headers["content-type"] == "image/jpeg"
+    assert headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert url == "https://cdn.example.org/img/" + keys[-1].rsplit("/", 1)[1]
+    assert not (settings.var_dir / "media").exists()  # nothing on local disk

@@ -105,7 +105,9 @@ def _boto3_client(settings: Settings) -> Any:
         aws_access_key_id=settings.s3_access_key_id,
         aws_secret_access_key=secret.get_secret_value() if secret else None,
         config=Config(s3={"addressing_style": "path"}, connect_timeout=10, read_timeout=30,
-                      retries={"max_attempts": 2}),
+                      retries={"max_attempts": 2},
+                      # plain checksummed PUTs that every S3-compatible server reads
+                      request_checksum_calculation="when_required"),
     )  # fmt: skip
 
 
