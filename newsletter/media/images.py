@@ -67,7 +67,8 @@ def _checked(data: bytes, name: str) -> Image.Image:
 def _encoded(image: Image.Image, width: int, transparent: bool) -> bytes:
     copy = image.copy()
     if copy.width > width:
-        copy = copy.resize((width, round(copy.height * width / copy.width)), Image.LANCZOS)
+        height = round(copy.height * width / copy.width)
+        copy = copy.resize((width, height), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     if transparent:
         copy.convert("RGBA").save(out, "PNG", optimize=True)

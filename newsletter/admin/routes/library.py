@@ -201,7 +201,8 @@ def record_from_form(values: dict[str, Any]) -> ResourceRecord:
     """The form as the record the CLI builds; a bad link or image URL is refused here."""
     text = {name: _clean(str(values.get(name, ""))) for name in TEXT_FIELDS}
     for name, kind_of_url in URL_KINDS.items():
-        problem = url_problem(text[name], kind=kind_of_url) if text[name] else None
+        given = text[name]
+        problem = url_problem(given, kind=kind_of_url) if given else None
         if problem:
             raise ValidationError(problem)
     topics = [*values.get("topics", []), *str(values.get("other_topics", "")).split(",")]
