@@ -298,7 +298,6 @@ def test_archive_shows_each_issues_date(db: Database, settings: Settings, seeds_
     assert '<time class="muted" datetime="2018-04-01">1 April 2018</time>' in page
 
 
-@sqlite_only
 def test_s3_storage_puts_signed_objects_with_the_cache_header(
     make_settings: Any, seeds_dir: Path
 ) -> None:
