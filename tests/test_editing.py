@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -327,3 +328,44 @@ def test_s3_storage_puts_signed_objects_with_the_cache_header(
     assert headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
     assert url == "https://cdn.example.org/img/" + keys[-1].rsplit("/", 1)[1]
     assert not (settings.var_dir / "media").exists()  # nothing on local disk
+
+
+@sqlite_only
+def test_a_section_image_is_uploaded_rendered_exported_and_removed(
+    db: Database, settings: Settings, seeds_dir: Path
+) -> None:
+    client = _client(db, settings, seeds_dir)
+    section_id = _sections(db)[1][0]
+    answer = client.post(
+        "/admin/media/upload",
+        data={"csrf_token": client.csrf, "issue": "42", "section_id": str(section_id),
+              "alt": "Students around a laptop"},
+        files={"file": ("banner.png", png(1600, 400), "image/png")}, follow_redirects=False,
+    )  # fmt: skip
+    assert answer.status_code == 303 and f"#section-{section_id}" in answer.headers["location"]
+    with db.session() as session:
+        section = store.get_issue(42, session=session).sections[1]
+        url, alt = section.image_url, section.image_alt
+    assert alt == "Students around a laptop" and url and url.endswith("-880.jpg")
+    email = client.get("/admin/issues/42/preview").text
+    assert re.search(rf'<img alt="Students around a laptop"[^>]*src="{re.escape(url)}"', email)
+    exported = client.get("/admin/issues/42/export").text
+    assert yaml.safe_load(exported)["sections"][1]["image"] == {
+        "url": url,
+        "alt": "Students around a laptop",
+    }
+    library = client.get(f"/admin/media?issue=42&section={section_id}").text
+    assert f'action="/admin/issues/42/sections/{section_id}/image"' in library
+    removed = client.form(f"/admin/issues/42/sections/{section_id}/image/remove")
+    assert removed.status_code == 303
+    with db.session() as session:
+        assert store.get_issue(42, session=session).sections[1].image_url is None
+    with db.session() as session:
+        image_id = session.scalars(select(MediaImage.id)).one()
+    reused = client.form(
+        f"/admin/issues/42/sections/{section_id}/image", {"image_id": str(image_id)}
+    )
+    assert reused.status_code == 303
+    with db.session() as session:
+        section = store.get_issue(42, session=session).sections[1]
+        assert (section.image_url, section.image_alt) == (url, "Students around a laptop")

@@ -107,6 +107,18 @@ def update_section(
     session.flush()
 
 
+def set_section_image(
+    issue: Issue, section_id: int, url: str | None, alt: str | None, *, session: Session
+) -> IssueSection:
+    """The banner under a section's heading (``None``: no image)."""
+    editor.ensure_editable(issue)
+    section = find_section(issue, section_id)
+    section.image_url = (url or "").strip() or None
+    section.image_alt = (alt or "").strip() or None
+    check(issue, session=session)
+    return section
+
+
 def move_section(issue: Issue, section_id: int, step: int, *, session: Session) -> None:
     """One place up (-1) or down (+1); at either end nothing moves."""
     editor.ensure_editable(issue)

@@ -20,7 +20,7 @@ from newsletter.admin import drafting
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.media.images import Prepared, file_name, prepare
 from newsletter.media.storage import MediaStorage
-from newsletter.models import Issue, IssueItem, MediaImage
+from newsletter.models import Issue, IssueItem, IssueSection, MediaImage
 
 _CHUNK = 256 * 1024
 
@@ -115,6 +115,18 @@ def get_image(image_id: int, *, session: Session) -> MediaImage:
     if row is None:
         raise NotFoundError(f"no image #{image_id} in the media library")
     return row
+
+
+def use_on_section(
+    issue: Issue, section_id: int, row: MediaImage, alt: str, *, storage: MediaStorage,
+    session: Session,
+) -> IssueSection:  # fmt: skip
+    """The image as the section's banner, with this alt text (or the alt it last had)."""
+    text = alt.strip() or row.alt
+    if text:
+        row.alt = text[:500]
+    return drafting.set_section_image(issue, section_id, url_for(row, storage), text or None,
+                                      session=session)  # fmt: skip
 
 
 def use_on_item(

@@ -1,4 +1,4 @@
-"""Editing: uploaded images (the media library) and issue revisions (undo, history, restore).
+"""Editing: uploaded images (the media library), section images, issue revisions (undo, restore).
 
 Revision ID: 0018_editing
 Revises: 0013_automation
@@ -49,8 +49,13 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_issue_revisions_issue_id", "issue_revisions", ["issue_id"])
+    op.add_column("issue_sections", sa.Column("image_url", sa.String(2000)))
+    op.add_column("issue_sections", sa.Column("image_alt", sa.String(500)))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("issue_sections") as batch:
+        batch.drop_column("image_alt")
+        batch.drop_column("image_url")
     op.drop_table("issue_revisions")
     op.drop_table("media_images")
