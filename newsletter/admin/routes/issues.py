@@ -385,7 +385,7 @@ def add_item(
 
 
 def _has_image(ctx: WebContext, resource_id: str) -> bool:
-    """Whether the resource brings its own image (og:image from its page): it is proposed."""
+    """Whether the resource brings its own image (its image_url): the editor proposes it."""
     if not resource_id.isdigit():
         return False
     with ctx.db.session() as session:

@@ -144,7 +144,7 @@ def fetch(
     request: Request, ctx: Ctx, identity: Editor, url: Line = "", issue: Line = "",
     item_id: Line = "", section_id: Line = "", alt: Line = "",
 ) -> Response:  # fmt: skip
-    """An image from a URL (the resource's own og:image, proposed in the editor)."""
+    """An image from a URL (the resource's own image_url, proposed in the editor)."""
     fields = {"url": url.strip(), "issue": issue, "item_id": item_id, "section_id": section_id,
               "alt": alt}  # fmt: skip
     data, error = None, None
