@@ -369,3 +369,10 @@ def test_a_section_image_is_uploaded_rendered_exported_and_removed(
     with db.session() as session:
         section = store.get_issue(42, session=session).sections[1]
         assert (section.image_url, section.image_alt) == (url, "Students around a laptop")
+
+
+@sqlite_only
+def test_duplicate_with_no_issue_says_so(db: Database, settings: Settings) -> None:
+    client = signed_in_client(db, settings, "editor")
+    answer = client.form("/admin/issues/duplicate-last")
+    assert answer.status_code == 422 and "there is no issue to duplicate yet" in answer.text

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.admin import drafting
 from newsletter.admin.access import Editor, editor_router, page
-from newsletter.admin.routes.issues import change, editable
+from newsletter.admin.routes.issues import issues_list_page, change, editable
 from newsletter.errors import ValidationError
 from newsletter.issues import revisions, store
 from newsletter.models import Issue
@@ -101,7 +101,11 @@ def restore(
 @router.post("/issues/duplicate-last")
 def duplicate_last(request: Request, ctx: Ctx, identity: Editor) -> Response:
     """Next month's draft from this month's issue (sections, items, intro)."""
-    with ctx.db.session() as session:
-        issue = drafting.duplicate_last(ctx.clock().date(), session=session)
-        number = issue.number
+    try:
+        with ctx.db.session() as session:
+            issue = drafting.duplicate_last(ctx.clock().date(), session=session)
+            number = issue.number
+    except ValidationError as exc:
+        with ctx.db.session() as session:
+            return issues_list_page(request, ctx, session, status_code=422, error=exc.message)
     return RedirectResponse(f"/admin/issues/{number}?done=duplicated", status_code=303)

@@ -77,10 +77,10 @@ def editable(issue: Issue) -> bool:
 @router.get("/issues")
 def issues_page(request: Request, ctx: Ctx, identity: Editor) -> Response:
     with ctx.db.session() as session:
-        return _issues_page(request, ctx, session)
+        return issues_list_page(request, ctx, session)
 
 
-def _issues_page(
+def issues_list_page(
     request: Request, ctx: WebContext, session: Session, *, status_code: int = 200,
     error: str | None = None, values: dict[str, Any] | None = None,
 ) -> Response:  # fmt: skip
@@ -113,7 +113,7 @@ def create_issue(
             created = issue.number
     except ValidationError as exc:
         with ctx.db.session() as session:
-            return _issues_page(request, ctx, session, status_code=422, error=exc.message,
+            return issues_list_page(request, ctx, session, status_code=422, error=exc.message,
                                 values=values)  # fmt: skip
     return RedirectResponse(f"/admin/issues/{created}?done=created", status_code=303)
 
