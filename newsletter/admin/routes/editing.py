@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.admin import drafting
 from newsletter.admin.access import Editor, editor_router, page
-from newsletter.admin.routes.issues import issues_list_page, change, editable
+from newsletter.admin.routes.issues import change, editable, issues_list_page
 from newsletter.errors import ValidationError
 from newsletter.issues import revisions, store
 from newsletter.models import Issue
