@@ -30,7 +30,7 @@ from tests.browser.realistic_site import (
     sign_in,
 )
 from tests.browser_helpers import free_port, serve
-from tests.editing_helpers import png
+from tests.editing_helpers import image_server, png
 
 pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -143,6 +143,12 @@ def test_drag_and_drop_undo_restore_and_images(page: Any, site: Site, tmp_path: 
     upload_images(page, site, tmp_path)
 
 
+def open_overrides(item: Any) -> None:
+    """Unfold the item's "Edit blurb, image and link" (left open when a save was refused)."""
+    if not item.locator("details.overrides").evaluate("d => d.open"):
+        item.locator("details.overrides > summary").click()
+
+
 def upload_images(page: Any, site: Site, tmp_path: Path) -> None:
     """A file that is not an image: one line in the editor, nothing saved; then a real one."""
     fake = tmp_path / "notes.png"
@@ -151,14 +157,32 @@ def upload_images(page: Any, site: Site, tmp_path: Path) -> None:
     good.write_bytes(png(900, 600))
     page.goto(site.url + "/admin/issues/42")
     item = page.locator("[data-item-id]").first
-    item.locator("summary").click()
+    open_overrides(item)
     item.get_by_label("Upload an image").set_input_files(str(fake))
     item.get_by_role("button", name="Upload and use").click()
     expect(page.locator("#live .alert-error")).to_contain_text("notes.png is not an image")
+    huge = tmp_path / "huge.png"
+    with huge.open("wb") as out:  # 30 MB: refused from its size before the server reads it
+        out.truncate(30 * 1024 * 1024)
+    item = page.locator("[data-item-id]").first
+    open_overrides(item)
+    item.get_by_label("Upload an image").set_input_files(str(huge))
+    item.get_by_role("button", name="Upload and use").click()
+    expect(page.locator("#live .alert-error")).to_contain_text(
+        "Not saved: the image is larger than the 10 MB this server accepts"
+    )
+    with image_server({}) as base:  # a URL that answers 404
+        item = page.locator("[data-item-id]").first
+        open_overrides(item)
+        item.get_by_label("Or fetch an image from a URL").fill(f"{base}/gone.png")
+        item.get_by_role("button", name="Fetch and use").click()
+        expect(page.locator("#live .alert-error")).to_contain_text(
+            f"image {base}/gone.png answered 404; nothing saved"
+        )
     with site.db.session() as session:
         assert session.scalar(select(func.count()).select_from(MediaImage)) == 0
     item = page.locator("[data-item-id]").first
-    item.locator("summary").click()
+    open_overrides(item)
     item.get_by_label("Upload an image").set_input_files(str(good))
     item.get_by_label("Its alt text").first.fill("Students at a table")
     item.get_by_role("button", name="Upload and use").click()

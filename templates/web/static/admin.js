@@ -217,7 +217,9 @@
       alert.className = "alert alert-error";
       alert.setAttribute("role", "alert");
       alert.textContent = message;
+      document.querySelectorAll("#live > .alert").forEach(function (old) { old.remove(); });
       document.getElementById("live").prepend(alert);
+      announce(message);
     });
   }
 
