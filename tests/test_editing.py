@@ -376,3 +376,36 @@ def test_duplicate_with_no_issue_says_so(db: Database, settings: Settings) -> No
     client = signed_in_client(db, settings, "editor")
     answer = client.form("/admin/issues/duplicate-last")
     assert answer.status_code == 422 and "there is no issue to duplicate yet" in answer.text
+
+
+def _headings(db: Database) -> list[tuple[str, int]]:
+    with db.session() as session:
+        return [(s.heading, len(s.items)) for s in store.get_issue(42, session=session).sections]
+
+
+def test_typing_in_the_details_is_one_revision(
+    db: Database, settings: Settings, seeds_dir: Path
+) -> None:
+    client = _client(db, settings, seeds_dir)
+    base = {"title": "Issue 42: April 2018", "date": "2018-04-01", "preheader": "", "intro": ""}
+    for subject in ("A", "A b", "A better subject"):  # three autosaves while typing
+        assert (
+            client.form("/admin/issues/42/details", {**base, "subject": subject}).status_code == 303
+        )
+    client.form("/admin/issues/42/sections", {"heading": "Late news"})
+    with db.session() as session:
+        issue = store.get_issue(42, session=session)
+        rows = revisions.history(issue, session=session)
+        assert [r.label for r in rows] == [
+            "added the section 'Late news'",
+            "edited the details",
+            "as it was",
+        ]
+        assert "subject: A better subject" in rows[1].source
+    client.form("/admin/issues/42/undo")
+    assert "Late news" not in [h for h, _ in _headings(db)]
+    client.form("/admin/issues/42/undo")  # undoes the undo: the section is back
+    assert "Late news" in [h for h, _ in _headings(db)]
+    client.form(f"/admin/issues/42/revisions/{rows[2].id}/restore")
+    with db.session() as session:
+        assert store.get_issue(42, session=session).subject != "A better subject"

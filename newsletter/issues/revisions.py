@@ -4,8 +4,10 @@ A revision is the YAML ``newsletter issue export`` writes, so restoring one is
 an import of that text (``store.import_source``) and a diff is two texts.  The
 first change made in the admin first records the issue as it was (so that
 change can be undone too); a change that leaves the source as it was records
-nothing.  Undo restores the revision before the newest and records that as a
-change of its own, so an undo can itself be undone.
+nothing, and the details form's saves while someone types (every pause) are
+one revision, updated, for up to two minutes.  Undo restores the revision
+before the newest and records that as a change of its own, so an undo can
+itself be undone.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ from sqlalchemy.orm import Session
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.issues import editor, store
 from newsletter.issues.source import dump_source, parse_source
-from newsletter.models import Issue, IssueRevision
+from newsletter.models import Issue, IssueRevision, utcnow
 
 KEEP = 200  # revisions kept per issue; the oldest go first
+# Typing in the details form saves every pause; one burst of typing is one revision.
+COALESCED = frozenset({"edited the details"})
+COALESCE_SECONDS = 120
 
 
 def snapshot(issue: Issue, *, session: Session) -> str:
@@ -60,11 +65,22 @@ def record(issue: Issue, label: str, *, author: str, session: Session) -> IssueR
     latest = _latest(issue, session=session)
     if latest is not None and latest.source == text:
         return None
+    if latest is not None and _same_burst(latest, label, author, session=session):
+        latest.source, latest.created_at = text, utcnow()
+        session.flush()
+        return latest
     row = IssueRevision(issue_id=issue.id, label=label[:300], author=author, source=text)
     session.add(row)
     session.flush()
     _prune(issue, session=session)
     return row
+
+
+def _same_burst(latest: IssueRevision, label: str, author: str, *, session: Session) -> bool:
+    """The same person still typing in the same form (and not the issue's first revision)."""
+    recent = (utcnow() - latest.created_at).total_seconds() < COALESCE_SECONDS
+    same = latest.label == label and latest.author == author and label in COALESCED
+    return same and recent and previous(latest, session=session) is not None
 
 
 def _prune(issue: Issue, *, session: Session) -> None:

@@ -127,7 +127,8 @@ def test_drag_and_drop_undo_restore_and_images(page: Any, site: Site, tmp_path: 
     ]
     # undo: the section goes back; the item move stays
     page.get_by_role("button", name="Undo last change").click()
-    expect(page.locator("#live .alert-ok")).to_contain_text("Undone")
+    page.wait_for_url("**/admin/issues/42?done=undone*")
+    expect(page.locator(".alert-ok")).to_contain_text("Undone")
     assert structure(db) == after_item
     # restore "as it was" from the history: the original issue again
     page.get_by_role("link", name="History").click()
