@@ -409,3 +409,25 @@ def test_typing_in_the_details_is_one_revision(
     client.form(f"/admin/issues/42/revisions/{rows[2].id}/restore")
     with db.session() as session:
         assert store.get_issue(42, session=session).subject != "A better subject"
+
+
+@sqlite_only
+def test_the_media_page_takes_an_upload_of_its_own(
+    db: Database, settings: Settings, seeds_dir: Path
+) -> None:
+    client = _client(db, settings, seeds_dir)
+
+    def upload(body: bytes, name: str):  # type: ignore[no-untyped-def]
+        return client.post("/admin/media/upload", data={"csrf_token": client.csrf, "alt": "A map"},
+                           files={"file": (name, body, "image/png")}, follow_redirects=False)  # fmt: skip
+
+    refused = upload(b"GIF89a-but-not-really", "map.gif")
+    assert (
+        refused.status_code == 422 and "Not done:</strong> map.gif is not an image" in refused.text
+    )
+    stored = upload(png(500, 300), "map.png")
+    assert (
+        stored.status_code == 303 and stored.headers["location"] == "/admin/media?done=image-stored"
+    )
+    page = client.get("/admin/media?done=image-stored").text
+    assert "map.png" in page and "Alt: A map" in page and "500×300 px" in page

@@ -92,7 +92,7 @@ def _kept_and_used(
     request: Request, ctx: WebContext, data: bytes | None, name: str, fields: dict[str, str],
     error: str | None,
 ) -> Response:  # fmt: skip
-    """Store the image (and put it on the item) in one transaction, or say why not."""
+    """Store the image (and put it on the item or section) in one transaction, or say why not."""
     storage = storage_for(ctx.settings)
 
     def keep(session: Session) -> MediaImage:
@@ -105,10 +105,10 @@ def _kept_and_used(
     if target is None:
         try:
             with ctx.db.session() as session:
-                keep(session)
+                row = keep(session)
+                row.alt = fields.get("alt", "").strip()[:500] or row.alt
         except ValidationError as exc:
-            return _library_page(request, ctx, error=f"Not saved: {exc.message}",
-                                 status_code=422)  # fmt: skip
+            return _library_page(request, ctx, error=exc.message, status_code=422)
         return RedirectResponse("/admin/media?done=image-stored", status_code=303)
 
     def action(issue: Issue, session: Session) -> None:
@@ -120,7 +120,8 @@ def _kept_and_used(
 
 @router.post("/media/upload")
 async def upload(request: Request, ctx: Ctx, identity: Editor) -> Response:
-    """One image file, for an item (``issue`` and ``item_id`` fields) or the library alone."""
+    """One image file, for an item or section (``issue`` and ``item_id`` or ``section_id``
+    fields) or for the library alone."""
     files, fields = await uploads.form_upload(request, name="file")
     chosen = next((f for f in files if f.filename), None)
     data, name, error = None, "the image", None
