@@ -194,6 +194,17 @@ class Settings(BaseSettings):
     # request and upload limits (bytes), enforced while the body streams in
     request_max_bytes: int = Field(1024 * 1024, ge=1024)
     import_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    # images for issues (newsletter.media; README "Images and the media library")
+    media_storage: Literal["local", "s3"] = "local"
+    media_dir: Path | None = None  # None: var_dir/media (media_storage = "local")
+    image_max_bytes: int = Field(10 * 1024 * 1024, ge=1024)  # an upload or a fetched image
+    image_fetch_timeout_seconds: float = Field(10.0, gt=0, le=120)  # connect, and each read
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None  # None: AWS; or MinIO, R2, ... (path-style addressing)
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    media_public_url: str | None = None  # where readers fetch the bucket's objects
 
     @field_validator("from_email", "from_name", "reply_to", "organisation", "list_id")
     @classmethod

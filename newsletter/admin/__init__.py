@@ -14,16 +14,20 @@ from fastapi import APIRouter
 
 # The upload forms: the only paths whose bodies may reach ``import_max_bytes``.
 UPLOAD_PATHS = ("/admin/library/import", "/admin/subscribers/import")
+# An image upload: its own, smaller limit (``image_max_bytes`` plus the form around it).
+IMAGE_UPLOAD_PATH = "/admin/media/upload"
 
 
 def routers() -> list[APIRouter]:
     from newsletter.admin.routes import (
         automation,
         campaigns,
+        editing,
         home,
         issues,
         jobs,
         library,
+        media,
         sequences,
         settings,
         subscribers,
@@ -33,7 +37,9 @@ def routers() -> list[APIRouter]:
         home.login_router,
         home.router,
         library.router,
+        editing.router,
         issues.router,
+        media.router,
         campaigns.router,
         sequences.router,
         subscribers.router,

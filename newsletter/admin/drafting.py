@@ -14,13 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.errors import NotFoundError, ValidationError
 from newsletter.issues import editor, store
 from newsletter.issues.source import check_source
 from newsletter.message import check_header_value
-from newsletter.models import Issue, IssueItem, IssueSection
+from newsletter.models import Issue, IssueItem, IssueSection, IssueStatus
 
 ITEM_OVERRIDES = ("title", "byline", "url", "blurb", "image_url", "image_alt", "image_caption",
                   "image_credit", "cta_text", "cta_url")  # fmt: skip
@@ -106,6 +107,18 @@ def update_section(
     session.flush()
 
 
+def set_section_image(
+    issue: Issue, section_id: int, url: str | None, alt: str | None, *, session: Session
+) -> IssueSection:
+    """The banner under a section's heading (``None``: no image)."""
+    editor.ensure_editable(issue)
+    section = find_section(issue, section_id)
+    section.image_url = (url or "").strip() or None
+    section.image_alt = (alt or "").strip() or None
+    check(issue, session=session)
+    return section
+
+
 def move_section(issue: Issue, section_id: int, step: int, *, session: Session) -> None:
     """One place up (-1) or down (+1); at either end nothing moves."""
     editor.ensure_editable(issue)
@@ -158,3 +171,54 @@ def update_item(
             setattr(item, name, text or None)
     check(issue, session=session)
     return item
+
+
+# --- whole-issue edits: drag-and-drop order, duplication --------------------------------
+
+
+def reorder(issue: Issue, order: Sequence[tuple[int, Sequence[int]]], *, session: Session) -> None:
+    """Sections and items in the order a drag-and-drop left them, all at once.
+
+    ``order`` lists every section id with its item ids; anything missing, repeated or
+    foreign is refused whole, so a stale page (another tab removed an item) cannot
+    silently drop or duplicate anything.
+    """
+    editor.ensure_editable(issue)
+    sections = {s.id: s for s in issue.sections}
+    items = {i.id: i for s in issue.sections for i in s.items}
+    given_sections = [sid for sid, _ in order]
+    given_items = [iid for _, ids in order for iid in ids]
+    if sorted(given_sections) != sorted(sections) or sorted(given_items) != sorted(items):
+        raise ValidationError("the page is out of date: reload the editor and move again")
+    for section_id, item_ids in order:
+        section = sections[section_id]
+        for item_id in item_ids:
+            item = items[item_id]
+            if item.section is not section:
+                item.section.items.remove(item)
+                section.items.append(item)
+    issue.sections.sort(key=lambda s: given_sections.index(s.id))
+    _renumber(issue.sections)
+    for section_id, item_ids in order:
+        section = sections[section_id]
+        section.items.sort(key=lambda i: list(item_ids).index(i.id))
+        _renumber(section.items)
+    session.flush()
+
+
+def duplicate_last(today: date, *, session: Session) -> Issue:
+    """The newest issue copied as the next number's draft: same sections, items and intro.
+
+    The copy is a starting point for next month (replace the items, keep the structure);
+    it is dated today and named "<title> (copy)" until the editor renames it.
+    """
+    last = session.scalar(select(Issue).order_by(Issue.number.desc()).limit(1))
+    if last is None:
+        raise ValidationError("there is no issue to duplicate yet; create the first one")
+    source = store.export_source(last, session=session)
+    source.number = last.number + 1
+    source.title = f"{last.title} (copy)"
+    source.slug = f"{last.slug}-copy-{source.number}"[:200]
+    source.date = today
+    source.status = IssueStatus.DRAFT
+    return store.import_source(source, session=session)

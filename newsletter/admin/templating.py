@@ -40,6 +40,14 @@ NOTICES = {
     "removed": "Removed.",
     "revoked": "Revoked: the next request with it is refused.",
     "signed-out": "You are signed out.",
+    "undone": "Undone: the issue is back as it was before the last change.",
+    "restored": "Restored: the issue is back as it was in that revision.",
+    "duplicated": "Duplicated: a draft copy of the last issue, dated today.",
+    "image-used": "The image is stored, resized for the email, and on the item.",
+    "image-stored": "The image is stored in the media library, resized for the email.",
+    "resource-added": "Added to the library.",
+    "added-image": "Added. This resource has its own image: open the item's “Edit blurb, image "
+    "and link” to store a copy resized for the email.",
 }
 
 

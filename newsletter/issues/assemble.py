@@ -149,7 +149,9 @@ def build_content(source: IssueSource, facts: Mapping[str, ResourceFacts]) -> Is
 
     def section(s: SectionSource) -> SectionContent:
         items = tuple(build_item(i, facts[i.resource] if i.resource else None) for i in s.items)
-        return SectionContent(heading=s.heading, topics=tuple(s.topics), items=items)
+        url = s.image.url if s.image else None
+        image = ImageContent(url=url, alt=(s.image and s.image.alt) or "") if url else None
+        return SectionContent(heading=s.heading, topics=tuple(s.topics), items=items, image=image)
 
     return IssueContent(
         number=source.number,

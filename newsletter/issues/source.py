@@ -60,6 +60,7 @@ class SectionSource:
     heading: str
     topics: list[str] = field(default_factory=list)
     items: list[ItemSource] = field(default_factory=list)
+    image: ImageSource | None = None  # a banner under the heading (url and alt)
     where: str = field(default="", compare=False)
 
 
@@ -187,7 +188,7 @@ def _load_yaml(text: str, name: str) -> Any:
 
 ISSUE_KEYS = {"number", "title", "slug", "date", "status", "subject", "preheader", "intro",
               "sections"}  # fmt: skip
-SECTION_KEYS = {"heading", "topics", "items"}
+SECTION_KEYS = {"heading", "topics", "items", "image"}
 ITEM_KEYS = {"resource", "title", "byline", "url", "blurb", "body", "image", "cta"}
 IMAGE_KEYS = {"url", "alt", "caption", "credit"}
 CTA_KEYS = {"text", "url"}
@@ -350,6 +351,7 @@ def _section(reader: _Reader) -> SectionSource:
         heading=_required(reader, "heading"),
         topics=reader.get(lambda: _topics(reader), []),
         items=[_item(r) for r in _children(reader, "items")],
+        image=reader.get(lambda: _image(reader.child("image", "url, alt")), None),
         where=reader.at(),
     )
 
@@ -423,6 +425,8 @@ def check_source(source: IssueSource) -> None:
     else:  # also noted when the file was read: the same problem is listed once
         problems.add(ValidationError("missing subject", where=source.where("subject")))
     _check_markdown(source.intro, source.where("intro"), problems)
+    for section in source.sections:
+        _check_url(section.image.url if section.image else None, "image", section.where, problems)
     seen: dict[str, str] = {}
     for _section, item in source.walk():
         _check_markdown(item.blurb or item.body, item.where, problems)
@@ -493,6 +497,7 @@ def source_as_dict(source: IssueSource) -> dict[str, Any]:
             {
                 "heading": s.heading,
                 "topics": list(s.topics),
+                "image": s.image and _compact(vars(s.image)),
                 "items": [_item_dict(i) for i in s.items],
             }
         )

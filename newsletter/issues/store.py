@@ -95,6 +95,7 @@ def export_source(issue: Issue, *, session: Session) -> IssueSource:
             heading=s.heading,
             topics=list(s.topics or []),
             items=[_item_source(i, slugs, f"{name} item #{i.id}") for i in s.items],
+            image=ImageSource(s.image_url, s.image_alt) if s.image_url or s.image_alt else None,
             where=f"{name} section {s.heading!r}",
         )
         for s in issue.sections
@@ -157,6 +158,8 @@ def _section_rows(source: IssueSource, facts: dict[str, ResourceFacts]) -> list[
             heading=section.heading,
             topics=list(section.topics),
             items=[_item_row(item, n, facts) for n, item in enumerate(section.items)],
+            image_url=section.image.url if section.image else None,
+            image_alt=section.image.alt if section.image else None,
         )
         for index, section in enumerate(source.sections)
     ]
@@ -204,6 +207,7 @@ def _comparable(source: IssueSource, facts: dict[str, ResourceFacts]) -> IssueSo
             heading=s.heading,
             topics=list(s.topics),
             items=[_respelled(i, facts) for i in s.items],
+            image=s.image,
         )
         for s in source.sections
     ]

@@ -14,6 +14,7 @@ from newsletter.models.automation import (
 from newsletter.models.base import Base, UTCDateTime, utcnow
 from newsletter.models.bounces import GuardBaseline, InboundKind, InboundMail
 from newsletter.models.deliverability import WarmupDay
+from newsletter.models.editing import IssueRevision, MediaImage
 from newsletter.models.issues import Issue, IssueItem, IssueSection, IssueStatus
 from newsletter.models.jobs import Job, JobState
 from newsletter.models.resources import Resource, ResourceTopic
@@ -64,11 +65,13 @@ __all__ = [
     "Issue",
     "IssueItem",
     "IssueLink",
+    "IssueRevision",
     "IssueSection",
     "IssueStatus",
     "Job",
     "JobState",
     "LinkClick",
+    "MediaImage",
     "Resource",
     "ResourceTopic",
     "Role",

@@ -69,6 +69,9 @@ class IssueSection(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
     heading: Mapped[str] = mapped_column(String(300))
     topics: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # A banner under the section's heading (an uploaded image, usually); alt describes it.
+    image_url: Mapped[str | None] = mapped_column(String(2000))
+    image_alt: Mapped[str | None] = mapped_column(String(500))
 
     issue: Mapped[Issue] = relationship(back_populates="sections")
     items: Mapped[list[IssueItem]] = relationship(

@@ -61,6 +61,7 @@ class SectionContent:
     heading: str
     topics: tuple[str, ...] = ()
     items: tuple[ItemContent, ...] = ()
+    image: ImageContent | None = None  # a banner under the heading
 
     @property
     def all_topics(self) -> frozenset[str]:

@@ -22,7 +22,7 @@ from newsletter.subscribers.tokens import tokens_for
 from newsletter.tracking import webhooks
 from newsletter.tracking.recorder import Drainer, Recorder
 from newsletter.transports import Messenger
-from newsletter.web import api, api_v1, archive, errors, public, redirects
+from newsletter.web import api, api_v1, archive, errors, media, public, redirects
 from newsletter.web.bodylimit import BodyLimit
 from newsletter.web.context import WebContext
 from newsletter.web.limits import RateLimits, SlidingWindowLimiter
@@ -30,7 +30,7 @@ from newsletter.web.security import SecurityHeaders
 from newsletter.web.templating import STATIC_DIR, build_templates
 
 ROUTERS: list[APIRouter] = [
-    public.router, api.router, api_v1.router, archive.router, webhooks.router,
+    public.router, api.router, api_v1.router, archive.router, webhooks.router, media.router,
 ]  # fmt: skip
 
 
@@ -91,6 +91,7 @@ def create_app(
     app.add_middleware(
         BodyLimit, default=settings.request_max_bytes, uploads=settings.import_max_bytes,
         upload_paths=admin.UPLOAD_PATHS,
+        path_limits={admin.IMAGE_UPLOAD_PATH: (settings.image_max_bytes + 64 * 1024, "image")},
     )  # fmt: skip
     app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
     errors.install(app)

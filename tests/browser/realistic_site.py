@@ -164,6 +164,29 @@ def _welcome_sequence(session: Any) -> int:
     return int(seq.id)
 
 
+def _edited_with_an_image(session: Any, settings: Settings) -> int:
+    """Issue 43 with a history (a details change, then an uploaded image on its first item)."""
+    from newsletter.issues import revisions
+    from newsletter.issues.store import get_issue
+    from newsletter.media import library as media
+    from newsletter.media.storage import storage_for
+    from tests.editing_helpers import png
+
+    issue = get_issue(43, session=session)
+    revisions.baseline(issue, author=EDITOR, session=session)
+    issue.preheader = "Designing schools for equity, and a podcast on ESSA"
+    first = revisions.record(issue, "edited the details", author=EDITOR, session=session)
+    storage = storage_for(settings)
+    row = media.keep(png(900, 600), "classroom.png", origin="upload", author=EDITOR,
+                     storage=storage, session=session)  # fmt: skip
+    item = issue.sections[0].items[0]
+    media.use_on_item(issue, item.id, row, "Students at a table", storage=storage,
+                      session=session)  # fmt: skip
+    revisions.record(issue, "put an image on an item", author=EDITOR, session=session)
+    assert first is not None
+    return int(first.id)
+
+
 def populate(db: Database, settings: Settings, seeds: Path) -> dict[str, Any]:
     """Everything the pages show; returns the ids and subscribers the routes need."""
     with db.session() as session:
@@ -202,9 +225,10 @@ def populate(db: Database, settings: Settings, seeds: Path) -> dict[str, Any]:
         job = _finished_import_job(session, seeds)
         endpoint = _webhook_with_a_log(session)
         sequence = _welcome_sequence(session)
+        revision = _edited_with_an_image(session, settings)
         ids = {"campaign_id": sent, "scheduled_id": scheduled, "subscriber_id": ann.id,
                "resource_id": resource or 1, "job_id": job, "endpoint_id": endpoint,
-               "sequence_id": sequence}  # fmt: skip
+               "sequence_id": sequence, "revision_id": revision}  # fmt: skip
     return {"ids": ids, "tokens": tokens}
 
 

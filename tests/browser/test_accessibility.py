@@ -69,6 +69,7 @@ NOT_PAGES = {
     "/admin/issues/{number:int}/preview.txt": "plain text",
     "/admin/issues/{number:int}/export": "a YAML download",
     "/admin/subscribers/export.csv": "a CSV download",
+    "/media/{name}": "an uploaded image file (tests/test_editing.py)",
 }
 # Extra states of pages already listed: an error, a search, a refusal.
 EXTRA_STATES = {

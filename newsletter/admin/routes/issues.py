@@ -20,8 +20,9 @@ from starlette.concurrency import run_in_threadpool
 
 from newsletter.admin import drafting
 from newsletter.admin.access import Editor, admin_state, editor_router, page, wants_fragment
+from newsletter.admin.templating import NOTICES
 from newsletter.errors import NewsletterError, StateError, ValidationError
-from newsletter.issues import editor, preflight, store
+from newsletter.issues import editor, preflight, revisions, store
 from newsletter.issues.preview import InboxLine, as_dark, inbox_line, sample_values
 from newsletter.issues.source import dump_source
 from newsletter.message import RenderedEmail, Template
@@ -76,10 +77,10 @@ def editable(issue: Issue) -> bool:
 @router.get("/issues")
 def issues_page(request: Request, ctx: Ctx, identity: Editor) -> Response:
     with ctx.db.session() as session:
-        return _issues_page(request, ctx, session)
+        return issues_list_page(request, ctx, session)
 
 
-def _issues_page(
+def issues_list_page(
     request: Request, ctx: WebContext, session: Session, *, status_code: int = 200,
     error: str | None = None, values: dict[str, Any] | None = None,
 ) -> Response:  # fmt: skip
@@ -112,7 +113,7 @@ def create_issue(
             created = issue.number
     except ValidationError as exc:
         with ctx.db.session() as session:
-            return _issues_page(request, ctx, session, status_code=422, error=exc.message,
+            return issues_list_page(request, ctx, session, status_code=422, error=exc.message,
                                 values=values)  # fmt: skip
     return RedirectResponse(f"/admin/issues/{created}?done=created", status_code=303)
 
@@ -248,19 +249,36 @@ def export(ctx: Ctx, identity: Editor, number: int) -> Response:
 Action = Callable[[Issue, Session], object]
 
 
+def author(request: Request) -> str:
+    identity = getattr(request.state, "identity", None)
+    return identity.email if identity is not None else ""
+
+
 def change(
-    request: Request, ctx: WebContext, number: int, action: Action, *, anchor: str = ""
-) -> Response:
-    """Run one edit in a transaction; answer with the editor (fragment or redirect)."""
+    request: Request, ctx: WebContext, number: int, action: Action, *, anchor: str = "",
+    label: str | Callable[[], str] | None = "edited the issue", done: str = "saved",
+) -> Response:  # fmt: skip
+    """Run one edit in a transaction; answer with the editor (fragment or redirect).
+
+    The same transaction records a revision (``label``: what the history says), so
+    a change is never saved without the means to undo it.
+    """
     try:
         with ctx.db.session() as session:
-            action(store.get_issue(number, session=session), session)
+            issue = store.get_issue(number, session=session)
+            if label is not None and editable(issue):
+                revisions.baseline(issue, author=author(request), session=session)
+            action(issue, session)
+            if label is not None:
+                text = label() if callable(label) else label
+                revisions.record(issue, text, author=author(request), session=session)
     except (ValidationError, StateError) as exc:
         code = 409 if isinstance(exc, StateError) else 422
         return show_editor(request, ctx, number, error=str(exc), status_code=code)
     if wants_fragment(request):
-        return show_editor(request, ctx, number)
-    return RedirectResponse(f"/admin/issues/{number}?done=saved{anchor}", status_code=303)
+        told = NOTICES.get(done) if done != "saved" else None
+        return show_editor(request, ctx, number, notice=told)
+    return RedirectResponse(f"/admin/issues/{number}?done={done}{anchor}", status_code=303)
 
 
 @router.post("/issues/{number:int}/details")
@@ -273,7 +291,7 @@ def save_details(
         details = drafting.Details(title, subject, _date(date_), preheader, intro)
         drafting.update_details(issue, details, session=session)
 
-    return change(request, ctx, number, action, anchor="#details")
+    return change(request, ctx, number, action, anchor="#details", label="edited the details")
 
 
 @router.post("/issues/{number:int}/status")
@@ -281,8 +299,9 @@ def save_status(
     request: Request, ctx: Ctx, identity: Editor, number: int, status: Line = ""
 ) -> Response:
     return change(
-        request, ctx, number, lambda issue, s: editor.set_status(issue, status, session=s)
-    )
+        request, ctx, number, lambda issue, s: editor.set_status(issue, status, session=s),
+        label=None,  # the workflow state is not content: no revision
+    )  # fmt: skip
 
 
 @router.post("/issues/{number:int}/sections")
@@ -294,7 +313,7 @@ def add_section(
     return change(
         request, ctx, number,
         lambda issue, s: drafting.add_section(issue, heading, chosen, session=s),
-        anchor="#sections",
+        anchor="#sections", label=f"added the section {heading.strip()[:100]!r}",
     )  # fmt: skip
 
 
@@ -314,7 +333,7 @@ def save_section(
     return change(
         request, ctx, number,
         lambda issue, s: drafting.update_section(issue, section_id, heading, chosen, session=s),
-        anchor=f"#section-{section_id}",
+        anchor=f"#section-{section_id}", label="edited a section",
     )  # fmt: skip
 
 
@@ -333,7 +352,7 @@ def move_section(
     return change(
         request, ctx, number,
         lambda issue, s: drafting.move_section(issue, section_id, step, session=s),
-        anchor=f"#section-{section_id}",
+        anchor=f"#section-{section_id}", label="moved a section",
     )  # fmt: skip
 
 
@@ -344,7 +363,7 @@ def delete_section(
     return change(
         request, ctx, number,
         lambda issue, s: drafting.remove_section(issue, section_id, session=s),
-        anchor="#sections",
+        anchor="#sections", label="removed a section",
     )  # fmt: skip
 
 
@@ -361,7 +380,17 @@ def add_item(
         heading = drafting.find_section(issue, int(section_id)).heading
         editor.add_item(issue, section=heading, resource=resource_id, session=session)
 
-    return change(request, ctx, number, action, anchor="#sections")
+    return change(request, ctx, number, action, anchor="#sections", label="added an item",
+                  done="added-image" if _has_image(ctx, resource_id) else "saved")  # fmt: skip
+
+
+def _has_image(ctx: WebContext, resource_id: str) -> bool:
+    """Whether the resource brings its own image (its image_url): the editor proposes it."""
+    if not resource_id.isdigit():
+        return False
+    with ctx.db.session() as session:
+        row = session.get(Resource, int(resource_id))
+        return bool(row is not None and row.image_url)
 
 
 @router.post("/issues/{number:int}/items/{item_id:int}")
@@ -373,7 +402,7 @@ async def save_item(
     return await run_in_threadpool(
         change, request, ctx, number,
         lambda issue, s: drafting.update_item(issue, item_id, values, session=s),
-        anchor=f"#item-{item_id}",
+        anchor=f"#item-{item_id}", label="edited an item",
     )  # fmt: skip
 
 
@@ -385,7 +414,7 @@ def move_item(
     return change(
         request, ctx, number,
         lambda issue, s: drafting.nudge_item(issue, item_id, step, session=s),
-        anchor=f"#item-{item_id}",
+        anchor=f"#item-{item_id}", label="moved an item",
     )  # fmt: skip
 
 
@@ -396,7 +425,7 @@ def delete_item(
     return change(
         request, ctx, number,
         lambda issue, s: editor.remove_item(issue, item_id, session=s),
-        anchor="#sections",
+        anchor="#sections", label="removed an item",
     )  # fmt: skip
 
 

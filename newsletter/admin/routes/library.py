@@ -29,7 +29,7 @@ from newsletter.models import Resource, ResourceTopic
 from newsletter.render.markup import url_problem
 from newsletter.resources import library
 from newsletter.resources.classify import RESOURCE_TYPES
-from newsletter.resources.records import ImportWarning
+from newsletter.resources.records import ImportWarning, ResourceRecord
 from newsletter.web.context import Ctx, WebContext
 
 router = editor_router()
@@ -176,6 +176,63 @@ def _save(request: Request, ctx: WebContext, resource_id: int, values: dict[str,
             return _edit_page(request, ctx, session, row, status_code=422, error=exc.message,
                               values=values)  # fmt: skip
     return RedirectResponse(f"/admin/library/{resource_id}?done=saved", status_code=303)
+
+
+# --- add one by hand ---------------------------------------------------------------------
+
+
+@router.get("/library/new")
+def new_form(request: Request, ctx: Ctx, identity: Editor) -> Response:
+    """One resource typed in, as ``newsletter resources add`` takes it."""
+    with ctx.db.session() as session:
+        return _new_page(request, ctx, session, {})
+
+
+def _new_page(
+    request: Request, ctx: WebContext, session: Session, values: dict[str, Any], *,
+    status_code: int = 200, error: str | None = None,
+) -> Response:  # fmt: skip
+    shown = {**dict.fromkeys((*TEXT_FIELDS, "type", "other_topics"), ""), "topics": [], **values}
+    return page(request, "library/new.html.j2", status_code, values=shown, error=error,
+                types=RESOURCE_TYPES, topics=all_topics(ctx, session))  # fmt: skip
+
+
+def record_from_form(values: dict[str, Any]) -> ResourceRecord:
+    """The form as the record the CLI builds; a bad link or image URL is refused here."""
+    text = {name: _clean(str(values.get(name, ""))) for name in TEXT_FIELDS}
+    for name, kind_of_url in URL_KINDS.items():
+        given = text[name]
+        problem = url_problem(given, kind=kind_of_url) if given else None
+        if problem:
+            raise ValidationError(problem)
+    topics = [*values.get("topics", []), *str(values.get("other_topics", "")).split(",")]
+    return ResourceRecord(
+        title=text["title"] or "", summary=text["summary"] or "", url=text["url"],
+        type=_clean(str(values.get("type", ""))), source=text["source"],
+        topics=tuple(dict.fromkeys(t.strip() for t in topics if t.strip())),
+        authors=text["authors"], image_url=text["image_url"], image_alt=text["image_alt"],
+        image_credit=text["image_credit"], call_to_action=text["call_to_action"], origin="admin",
+    )  # fmt: skip
+
+
+@router.post("/library/new")
+async def add_resource(request: Request, ctx: Ctx, identity: Editor) -> Response:
+    form = await request.form()
+    values: dict[str, Any] = {k: form.get(k, "") for k in (*TEXT_FIELDS, "type", "other_topics")}
+    values["topics"] = [str(t) for t in form.getlist("topics")]
+    return await run_in_threadpool(_add, request, ctx, values)
+
+
+def _add(request: Request, ctx: WebContext, values: dict[str, Any]) -> Response:
+    try:
+        with ctx.db.session() as session:
+            row = library.add_resource(record_from_form(values), session=session,
+                                       topics=classify_topics(ctx.settings))  # fmt: skip
+            resource_id = row.id
+    except ValidationError as exc:
+        with ctx.db.session() as session:
+            return _new_page(request, ctx, session, values, status_code=422, error=exc.message)
+    return RedirectResponse(f"/admin/library/{resource_id}?done=resource-added", status_code=303)
 
 
 # --- import ----------------------------------------------------------------------------

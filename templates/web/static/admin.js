@@ -9,6 +9,8 @@
  *                         frame at a time, sized to the email, entered with Enter
  *  - [data-progress-url]  polls a campaign's progress every second
  *  - [data-job-url]       polls a background job (an import) every second; reloads when it ends
+ *  - [data-reorder]       in the issue editor: drag sections and items by their handles; the
+ *                         whole new order is saved at once (the arrow buttons stay for keys)
  */
 (function () {
   "use strict";
@@ -167,7 +169,11 @@
     if (heading && id) { heading.setAttribute("tabindex", "-1"); heading.focus(); }
   }
 
-  function sendLive(form, submitter, quiet) {
+  function sendForm(form, body) {
+    return sendLive(form, null, true, body);
+  }
+
+  function sendLive(form, submitter, quiet, given) {
     var live = document.getElementById("live");
     var status = form.querySelector("[data-save-status]");
     var active = document.activeElement;
@@ -177,7 +183,7 @@
     var focusId = quiet ? null : typing ? active.id : (submitter && submitter.id) || (active && active.id);
     if (status) { status.textContent = "Saving…"; }
     return fetch(form.action, {
-      method: "POST", body: formBody(form, submitter), credentials: "same-origin",
+      method: "POST", body: given || formBody(form, submitter), credentials: "same-origin",
       headers: { "X-CSRF-Token": csrf, "X-Admin-Fragment": "1" }
     }).then(function (response) {
       if ((response.headers.get("content-type") || "").indexOf("application/json") !== -1) {
@@ -211,7 +217,9 @@
       alert.className = "alert alert-error";
       alert.setAttribute("role", "alert");
       alert.textContent = message;
+      document.querySelectorAll("#live > .alert").forEach(function (old) { old.remove(); });
       document.getElementById("live").prepend(alert);
+      announce(message);
     });
   }
 
@@ -229,6 +237,67 @@
       if (status) { status.textContent = "Editing…"; }
       save();
     });
+  });
+
+  /* --- drag and drop ---------------------------------------------------------------------- */
+  /* A handle starts the drag; while it moves, the dragged section or item is placed before or
+   * after whatever is under the pointer (an item can go into another section's list); on drop
+   * the order of every section and item is posted, and the server's fragment replaces #live. */
+  var dragged = null;
+
+  function orderOf(list) {
+    return Array.prototype.map.call(list.querySelectorAll("[data-section-id]"), function (section) {
+      var items = section.querySelectorAll("[data-item-id]");
+      return { section: Number(section.getAttribute("data-section-id")),
+               items: Array.prototype.map.call(items, function (li) { return Number(li.getAttribute("data-item-id")); }) };
+    });
+  }
+
+  function saveOrder(list) {
+    var body = new FormData();
+    body.append("order", JSON.stringify(orderOf(list)));
+    var form = document.createElement("form");
+    form.action = list.getAttribute("data-reorder");
+    sendForm(form, body);
+  }
+
+  function placeAt(event) {
+    if (!dragged) { return; }
+    var kind = dragged.hasAttribute("data-section-id") ? "[data-section-id]" : "[data-item-id]";
+    var over = event.target.closest && event.target.closest(kind);
+    if (!over && kind === "[data-item-id]") {
+      var section = event.target.closest && event.target.closest("[data-section-id]");
+      var list = section && section.querySelector("[data-items]");
+      if (list && !list.contains(dragged)) { event.preventDefault(); list.appendChild(dragged); }
+      return;
+    }
+    if (!over || over === dragged || over.contains(dragged)) { if (over) { event.preventDefault(); } return; }
+    event.preventDefault();
+    var box = over.getBoundingClientRect();
+    var after = event.clientY > box.top + box.height / 2;
+    over.parentNode.insertBefore(dragged, after ? over.nextSibling : over);
+  }
+
+  document.addEventListener("dragstart", function (event) {
+    var handle = event.target.closest && event.target.closest("[data-drag]");
+    if (!handle) { return; }
+    dragged = handle.closest(handle.getAttribute("data-drag") === "section" ? "[data-section-id]" : "[data-item-id]");
+    dragged.classList.add("dragging");
+    event.dataTransfer.effectAllowed = "move";
+    event.dataTransfer.setData("text/plain", dragged.id);
+    event.dataTransfer.setDragImage(dragged, 10, 10);
+  });
+  document.addEventListener("dragover", placeAt);
+  document.addEventListener("drop", function (event) {
+    if (!dragged) { return; }
+    event.preventDefault();
+  });
+  document.addEventListener("dragend", function () {
+    if (!dragged) { return; }
+    var list = dragged.closest("[data-reorder]");
+    dragged.classList.remove("dragging");
+    dragged = null;
+    if (list) { saveOrder(list); }
   });
 
   /* --- campaign progress ----------------------------------------------------------------- */
