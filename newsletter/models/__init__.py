@@ -27,6 +27,7 @@ from newsletter.models.sending import (
     TestSend,
     TrackingEvent,
 )
+from newsletter.models.sources import ItemState, Source, SourceItem, SourceKind
 from newsletter.models.subscribers import (
     ConsentEvent,
     ConsentKind,
@@ -57,6 +58,7 @@ __all__ = [
     "IssueLink",
     "IssueSection",
     "IssueStatus",
+    "ItemState",
     "Job",
     "JobState",
     "LinkClick",
@@ -66,6 +68,9 @@ __all__ = [
     "Schedule",
     "ScheduleRun",
     "SendBatch",
+    "Source",
+    "SourceItem",
+    "SourceKind",
     "Subscriber",
     "SubscriberStatus",
     "SubscriberTopic",
