@@ -24,6 +24,7 @@ from newsletter.cli import resources as resources_cli
 from newsletter.cli import schedule as schedule_cli
 from newsletter.cli import secret as secret_cli
 from newsletter.cli import serve as serve_cli
+from newsletter.cli import sources as sources_cli
 from newsletter.cli import subscribers as subscribers_cli
 from newsletter.cli import tokens as tokens_cli
 from newsletter.cli import tracking as tracking_cli
@@ -60,6 +61,7 @@ app.add_typer(dns_cli.app, name="dns")
 app.add_typer(relays_cli.app, name="relays")
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(tokens_cli.app, name="tokens")
+app.add_typer(sources_cli.app, name="sources")
 
 
 def main(argv: list[str] | None = None) -> None:
