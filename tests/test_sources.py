@@ -21,6 +21,7 @@ from newsletter.db import Database
 from newsletter.fetching import Fetcher
 from newsletter.models import Resource
 from newsletter.models.sources import ItemState, Source, SourceItem
+from newsletter.resources.classify import normalise_url
 from newsletter.sources import inbox, poll, registry
 from tests.site_server import Page, Site, rss, serving
 from tests.webhook_receivers import down_url
@@ -177,13 +178,8 @@ def test_inbox_dedupes_against_the_library_and_remembers_rejections(
     settings = local(make_settings)
     with sqlite_db.session() as session:
         session.add(Resource(slug="already", title="Already Here", title_key="already here",
-                             url="https://example.org/already", url_key="example.org/already"))  # fmt: skip
-    from newsletter.resources.classify import normalise_url
-
-    with sqlite_db.session() as session:
-        row = session.scalar(select(Resource))
-        assert row is not None
-        row.url_key = normalise_url(row.url or "")
+                             url="https://example.org/already",
+                             url_key=normalise_url("https://example.org/already")))  # fmt: skip
     site.pages[FEED] = Page(rss(("Already here, retitled", "https://example.org/already/"),
                                 ("Keep me", "https://example.org/keep"),
                                 ("Drop me", "https://example.org/drop")))  # fmt: skip
@@ -306,6 +302,6 @@ def test_cli_bad_input_is_one_line_and_stores_nothing(run: Run, site: Site) -> N
     site.pages[FEED] = Page(rss(("One", "https://example.org/one")))
     assert run("sources", "add", site.url(FEED))[0] == 0
     site.pages[FEED] = Page(b"garbage", content_type="application/rss+xml", status=500)
-    code, out, err = run("sources", "poll", "1")
+    code, _, err = run("sources", "poll", "1")
     assert code == 1 and "HTTP 500" in err and "Traceback" not in err
     assert '"waiting": 1' in run("sources", "list", "--json")[1]
