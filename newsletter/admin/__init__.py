@@ -25,12 +25,14 @@ def routers() -> list[APIRouter]:
         jobs,
         library,
         settings,
+        sources,
         subscribers,
     )
 
     return [
         home.login_router,
         home.router,
+        sources.router,
         library.router,
         issues.router,
         campaigns.router,
