@@ -22,6 +22,7 @@ class Page:
     status: int = 200
     content_type: str = "text/html; charset=utf-8"
     etag: str | None = None
+    last_modified: str | None = None  # a matching If-Modified-Since gets 304
     location: str | None = None  # a redirect (status 301/302/...)
     head: bool = True  # False: HEAD is answered 405
     slow: float = 0.0  # seconds before answering
@@ -77,6 +78,9 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 self.send_header("content-length", "0")
                 self.end_headers()
                 return None
+            modified = page.last_modified
+            if modified and self.headers.get("if-modified-since") == modified:
+                return self._send(304, page.content_type, b"", True, page.etag)
             if page.etag and self.headers.get("if-none-match") == page.etag:
                 self.send_response(304)
                 self.send_header("etag", page.etag)
@@ -85,16 +89,19 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 return None
             if page.stream_bytes:
                 return self._stream(page, head)
-            return self._send(page.status, page.content_type, page.body, head, page.etag)
+            return self._send(page.status, page.content_type, page.body, head, page.etag, modified)
 
         def _send(
-            self, status: int, kind: str, body: bytes, head: bool, etag: str | None = None
-        ) -> None:
+            self, status: int, kind: str, body: bytes, head: bool, etag: str | None = None,
+            modified: str | None = None,
+        ) -> None:  # fmt: skip
             self.send_response(status)
             self.send_header("content-type", kind)
             self.send_header("content-length", str(len(body)))
             if etag:
                 self.send_header("etag", etag)
+            if modified:
+                self.send_header("last-modified", modified)
             self.end_headers()
             if not head:
                 self.wfile.write(body)

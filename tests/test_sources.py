@@ -96,6 +96,20 @@ def test_a_feed_is_polled_with_its_etag_and_only_new_items_are_added(
         assert source.next_poll_at == NOW + timedelta(hours=6)
 
 
+def test_last_modified_is_sent_back_as_if_modified_since(
+    sqlite_db: Database, make_settings: Callable[..., Settings], site: Site
+) -> None:
+    stamp = "Mon, 02 Mar 2026 08:00:00 GMT"
+    site.pages[FEED] = Page(rss(("One", "https://example.org/one")), last_modified=stamp)
+    sid = _add(sqlite_db, site.url(FEED))
+    settings = local(make_settings)
+    assert _poll(sqlite_db, settings, sid).added == 1
+    again = _poll(sqlite_db, settings, sid)
+    assert site.seen(FEED)[1].headers["If-Modified-Since"] == stamp
+    assert "If-None-Match" not in site.seen(FEED)[1].headers
+    assert again.result == "unchanged"
+
+
 def test_garbage_slow_huge_and_unreachable_sources_fail_in_one_line_and_lose_nothing(
     sqlite_db: Database, make_settings: Callable[..., Settings], site: Site
 ) -> None:
@@ -305,3 +319,26 @@ def test_cli_bad_input_is_one_line_and_stores_nothing(run: Run, site: Site) -> N
     code, _, err = run("sources", "poll", "1")
     assert code == 1 and "HTTP 500" in err and "Traceback" not in err
     assert '"waiting": 1' in run("sources", "list", "--json")[1]
+
+
+def test_the_scheduler_jobs_poll_due_sources_and_check_stale_links(
+    sqlite_db: Database, make_settings: Callable[..., Settings], site: Site
+) -> None:
+    from newsletter.scheduling.runner import RunOptions, SchedulerRuntime
+
+    settings = local(make_settings)
+    site.pages[FEED] = Page(rss(("One", site.url("/one"))))
+    site.pages["/one"] = Page(b"here")
+    sid = _add(sqlite_db, site.url(FEED))
+    runtime = SchedulerRuntime(sqlite_db, settings, clock=lambda: NOW,
+                               options=RunOptions(worker=False, webhooks=False))  # fmt: skip
+    runtime.poll_sources()
+    with sqlite_db.session() as session:
+        source = session.get(Source, sid)
+        assert source is not None and source.last_result == "ok"
+        new = [i.id for i in inbox.list_items(session=session)]
+        inbox.accept(new, session=session, topics=[], actor="e", now=NOW)
+    runtime.check_links()
+    with sqlite_db.session() as session:
+        row = session.scalar(select(Resource))
+        assert row is not None and (row.link_status, row.link_checked_at) == ("ok", NOW)
