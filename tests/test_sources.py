@@ -306,6 +306,9 @@ def test_cli_bad_input_is_one_line_and_stores_nothing(run: Run, site: Site) -> N
     code, _, err = run("sources", "add", site.url("/garbage"))
     assert code == 1
     _one_line_error(err, "source not added", "not well-formed XML")
+    site.pages["/words"] = Page(b"just some words\n", content_type="text/plain")
+    code, _, err = run("sources", "add", site.url("/words"))
+    _one_line_error(err, "source not added: nothing found there", "no resources found")
     code, _, err = run("sources", "add", "ftp://example.org/feed")
     _one_line_error(err, "must start with http:// or https://")
     code, _, err = run("sources", "add", "https://example.org/feed", "--every", "often")

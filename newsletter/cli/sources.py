@@ -59,10 +59,11 @@ def add(
     if not first_poll:
         return
     (result,) = poll.poll_many([source_id], db=app_ctx.db, settings=app_ctx.settings, now=utcnow)
-    if not result.ok:
+    if not result.ok or result.empty:
         with app_ctx.db.session() as session:
             registry.remove_source(source_id, session=session)
-        raise NewsletterError(f"source not added: {result.message}")
+        why = result.message if not result.ok else f"nothing found there: {result.message}"
+        raise NewsletterError(f"source not added: {why} (--no-poll adds it anyway)")
     console.print(f"first poll: {result.message}; see: newsletter sources inbox", highlight=False)
 
 

@@ -28,7 +28,7 @@ from newsletter.fetching import Answer, Fetcher
 from newsletter.models import Resource
 from newsletter.models.sources import ItemState, Source, SourceItem, SourceKind
 from newsletter.resources.classify import normalise_title, normalise_url
-from newsletter.resources.records import ResourceRecord
+from newsletter.resources.records import ParseResult, ResourceRecord
 from newsletter.sources import content
 
 CHUNK = 500
@@ -48,6 +48,11 @@ class PollResult:
     @property
     def ok(self) -> bool:
         return self.result != "error"
+
+    @property
+    def empty(self) -> bool:
+        """Fetched and parsed, and nothing at all in it (not even known items)."""
+        return self.result == "ok" and self.added + self.known == 0
 
 
 def record_json(record: ResourceRecord) -> dict[str, Any]:
@@ -123,10 +128,10 @@ def store_new(
     return added, len(pending) - added
 
 
-def _fetch_and_parse(source: Source, fetcher: Fetcher) -> tuple[Answer, list[ResourceRecord]]:
+def _fetch_and_parse(source: Source, fetcher: Fetcher) -> tuple[Answer, ParseResult]:
     answer = fetcher.get(source.url, etag=source.etag, modified=source.last_modified)
     if answer.status == 304:
-        return answer, []
+        return answer, ParseResult([], [])
     if answer.status >= 400 or answer.status < 200:
         raise NewsletterError(f"the server answered HTTP {answer.status}", where=source.url)
     kind = source.kind
@@ -134,7 +139,7 @@ def _fetch_and_parse(source: Source, fetcher: Fetcher) -> tuple[Answer, list[Res
         kind = content.detect_kind(answer.body, answer.content_type)
     result = content.parse(kind, answer.body, name=source.url, content_type=answer.content_type)
     source.kind = kind
-    return answer, result.records
+    return answer, result
 
 
 def poll_source(source_id: int, *, db: Database, fetcher: Fetcher, now: datetime) -> PollResult:
@@ -145,7 +150,7 @@ def poll_source(source_id: int, *, db: Database, fetcher: Fetcher, now: datetime
             return PollResult(source_id, "", "error", message=f"no source #{source_id}")
         session.expunge(source)
     try:
-        answer, records = _fetch_and_parse(source, fetcher)
+        answer, parsed = _fetch_and_parse(source, fetcher)
     except NewsletterError as exc:
         return _record(source_id, PollResult(source_id, source.url, "error", message=str(exc)),
                        db=db, now=now)  # fmt: skip
@@ -156,8 +161,10 @@ def poll_source(source_id: int, *, db: Database, fetcher: Fetcher, now: datetime
         if answer.status == 304:
             result = PollResult(source_id, source.url, "unchanged", message="not modified (304)")
         else:
-            added, known = store_new(source_id, records, session=session, now=now)
+            added, known = store_new(source_id, parsed.records, session=session, now=now)
             message = f"{added} new, {known} already known"
+            if not parsed.records and parsed.warnings:
+                message += f" ({parsed.warnings[-1].message})"
             result = PollResult(source_id, source.url, "ok", added, known, message)
             row.kind = source.kind
             row.etag = answer.headers.get("etag")
