@@ -102,3 +102,14 @@ def test_library_list_shows_link_health_and_the_inbox(
         and "to https://example.org/new" in text
     )
     assert "not checked" in text and "Inbox (1 new)" in text
+
+
+def test_the_issue_editor_warns_about_a_dead_link(issue42: Database, settings: Settings) -> None:
+    from tests.issue_helpers import SEED_URLS
+
+    with issue42.session() as session:
+        session.add(Resource(slug="dead", title="Dead", title_key="dead", url=SEED_URLS[3],
+                             url_key=normalise_url(SEED_URLS[3]), link_status="dead",
+                             link_detail="HTTP 410", link_checked_at=NOW))  # fmt: skip
+    text = signed_in_client(issue42, settings, "editor").get("/admin/issues/42").text
+    assert f"link {SEED_URLS[3]} is dead (HTTP 410)" in text
