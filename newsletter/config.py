@@ -189,6 +189,14 @@ class Settings(BaseSettings):
     webhook_workers: int = Field(8, ge=1, le=64)  # HTTP threads per dispatcher
     webhook_poll_seconds: float = Field(1.0, gt=0)
     webhook_log_days: int = Field(30, ge=1)  # finished deliveries (and their events) kept
+    # fetching pages for the library: sources and link checks (README "Sources and link health")
+    fetch_allow_private_addresses: bool = False  # loopback/private hosts: tests, intranets only
+    fetch_timeout_seconds: float = Field(10.0, gt=0, le=120)  # the whole answer, not each read
+    fetch_max_bytes: int = Field(5_000_000, ge=1024)  # a larger answer is refused
+    fetch_user_agent: str = "newsletter-library/1 (feed reader and link checker)"
+    sources_poll_minutes: float = Field(5.0, gt=0)  # the scheduler looks for due sources this often
+    link_check_hours: float = Field(24.0, gt=0)  # each resource's link checked this often
+    link_check_concurrency: int = Field(8, ge=1, le=64)  # requests in flight
     # the token API under /api/v1 (README "API tokens")
     api_rate_limit_per_minute: int = Field(600, ge=1)  # per token, per process
     # request and upload limits (bytes), enforced while the body streams in

@@ -83,3 +83,15 @@ class ForbiddenError(NewsletterError):
 
 class DnsLookupError(NewsletterError):
     """A DNS query got no answer in time, or the resolver failed (not: the name has no record)."""
+
+
+class FetchError(NewsletterError):
+    """A page or feed could not be fetched: no answer, refused address, too large, a loop.
+
+    ``reason`` is a short category the callers sort by ("timeout", "network",
+    "too_big", "loop", "blocked", "status").
+    """
+
+    def __init__(self, message: str, *, reason: str, where: str | None = None) -> None:
+        super().__init__(" ".join(message.split()), where=where)
+        self.reason = reason

@@ -71,8 +71,9 @@ def test_jobs_are_stored_in_the_database_in_the_configured_schema(
     table = sa.table(JOB_TABLE, sa.column("id"), schema=schema)
     with db.engine.connect() as conn:
         stored = set(conn.scalars(sa.select(table.c.id)))
-    # survives the runtime: restarts find it (and the retention purge of click events)
-    assert stored == {"sweep", "tracking-purge", f"campaign-{cid}"}
+    # survives the runtime: restarts find it (and the retention purge of click events, the
+    # library sources' poll and the link check)
+    assert stored == {"sweep", "tracking-purge", "sources-poll", "link-check", f"campaign-{cid}"}
 
 
 def test_a_restart_between_scheduling_and_due_time_still_fires(

@@ -30,12 +30,14 @@ def routers() -> list[APIRouter]:
         media,
         sequences,
         settings,
+        sources,
         subscribers,
     )
 
     return [
         home.login_router,
         home.router,
+        sources.router,
         library.router,
         editing.router,
         issues.router,

@@ -23,6 +23,10 @@ ADMIN_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates" / 
 
 NOTICES = {
     "saved": "Saved.",
+    "accepted": "Accepted into the library.",
+    "rejected": "Rejected: later polls will not offer these again.",
+    "source-added": "Source added: the scheduler polls it within minutes, or poll it now.",
+    "source-removed": "Source removed; what it brought stays in the inbox and the library.",
     "created": "Created.",
     "imported": "Imported.",
     "test-sent": "A test was sent to your address.",

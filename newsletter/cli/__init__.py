@@ -25,6 +25,7 @@ from newsletter.cli import schedule as schedule_cli
 from newsletter.cli import secret as secret_cli
 from newsletter.cli import sequences as sequences_cli
 from newsletter.cli import serve as serve_cli
+from newsletter.cli import sources as sources_cli
 from newsletter.cli import subscribers as subscribers_cli
 from newsletter.cli import tokens as tokens_cli
 from newsletter.cli import tracking as tracking_cli
@@ -62,6 +63,7 @@ app.add_typer(relays_cli.app, name="relays")
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(tokens_cli.app, name="tokens")
 app.add_typer(sequences_cli.app, name="sequences")
+app.add_typer(sources_cli.app, name="sources")
 
 
 def main(argv: list[str] | None = None) -> None:

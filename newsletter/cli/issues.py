@@ -19,6 +19,7 @@ from newsletter.issues.source import dump_source, load_source
 from newsletter.message import RenderedEmail
 from newsletter.models import Issue
 from newsletter.render import IssueContent, render_issue
+from newsletter.resources.links import warnings_for
 from newsletter.transports import sender_from
 
 app = typer.Typer(help="Assemble, preview and check issues.", no_args_is_help=True)
@@ -242,11 +243,17 @@ def preflight(
     ref: str = typer.Argument(..., help="An issue YAML file, or a stored issue's number."),
     segment: list[str] = typer.Option([], help="Check the version for these topics; repeat."),
 ) -> None:
-    """Check size, links, images, footer and subject; exit 1 listing every problem."""
+    """Check size, links, images, footer and subject; exit 1 listing every problem.
+
+    Links the last link check found dead or moved are warnings (see resources check-links).
+    """
     app_ctx = app_context(ctx)
     _content, rendered = _render(app_ctx, ref, segment)
     images = ImageCheck() if app_ctx.settings.preflight_fetch_images else None
-    report = inspect(rendered, images=images)
+    with app_ctx.db.session() as session:
+        report = inspect(
+            rendered, images=images, links=lambda hrefs: warnings_for(hrefs, session=session)
+        )
     for warning in report.warnings:
         err_console.print(f"warning: {warning}", highlight=False)
     if report.problems:

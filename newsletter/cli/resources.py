@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import typer
@@ -11,7 +12,8 @@ from rich.table import Table
 from newsletter.cli.common import app_context, console, progress_bar
 from newsletter.config import classify_topics
 from newsletter.models import Resource
-from newsletter.resources import library
+from newsletter.models.base import utcnow
+from newsletter.resources import library, links
 from newsletter.resources.records import ResourceRecord
 
 app = typer.Typer(help="The resource library.", no_args_is_help=True)
@@ -161,3 +163,34 @@ def delete(ctx: typer.Context, ref: str, yes: bool = typer.Option(False, "--yes"
             raise typer.Abort()
         library.delete_resource(row, session=session)
         console.print(f"deleted #{row.id}")
+
+
+@app.command("check-links")
+def check_links(
+    ctx: typer.Context,
+    stale_hours: float | None = typer.Option(
+        None, "--older-than", help="Only links not checked for this many hours (default: all)."
+    ),
+) -> None:
+    """Check every resource's URL (HEAD, else GET) and mark it ok, dead or moved.
+
+    Issue preflight then warns about each dead or moved link before scheduling.
+    """
+    app_ctx = app_context(ctx)
+    older = timedelta(hours=stale_hours) if stale_hours is not None else None
+    with progress_bar() as progress:
+        task = progress.add_task("checking links", total=None)
+        report = links.check_links(
+            app_ctx.db, app_ctx.settings, now=utcnow, older_than=older,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )  # fmt: skip
+    console.print(f"checked {report.checked}: {report.ok} ok, {report.dead} dead, "
+                  f"{report.moved} moved, {report.unknown} inconclusive")  # fmt: skip
+    with app_ctx.db.session() as session:
+        rows = library.list_resources(session=session)
+        for row in rows:
+            if row.link_status == "dead":
+                console.print(f"  dead  #{row.id} {row.url} ({row.link_detail})", highlight=False)
+            elif row.link_status == "moved":
+                console.print(f"  moved #{row.id} {row.url} -> {row.link_final_url}",
+                              highlight=False)  # fmt: skip

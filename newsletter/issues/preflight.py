@@ -280,8 +280,17 @@ class PreflightReport:
         return not self.problems
 
 
-def inspect(rendered: RenderedEmail, *, images: ImageCheck | None = None) -> PreflightReport:
-    """Every problem and warning for one rendered email; ``images`` also fetches each image."""
+LinkCheck = Callable[[list[str]], list[str]]
+
+
+def inspect(
+    rendered: RenderedEmail, *, images: ImageCheck | None = None, links: LinkCheck | None = None
+) -> PreflightReport:
+    """Every problem and warning for one rendered email; ``images`` also fetches each image.
+
+    ``links`` is given the email's links and returns a warning per dead or
+    moved one (``resources.links.warnings_for``: what the last link check found).
+    """
     scan = _scan(rendered.html)
     problems = [p for p in (_size_problem(rendered), _subject_problem(rendered.subject)) if p]
     problems += _link_checks(scan) + _footer_checks(scan, rendered) + _structure_checks(scan)
@@ -290,6 +299,8 @@ def inspect(rendered: RenderedEmail, *, images: ImageCheck | None = None) -> Pre
         warnings.append(f"subject is over {SUBJECT_WARN} characters; inboxes will cut it off")
     if images is not None:
         warnings += images.warnings(src for src, _alt in scan.images)
+    if links is not None:
+        warnings += links([href for href, _text in scan.links])
     return PreflightReport(list(dict.fromkeys(problems)), warnings)
 
 

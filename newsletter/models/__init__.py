@@ -36,6 +36,7 @@ from newsletter.models.sequences import (
     SequenceStatus,
     SequenceStep,
 )
+from newsletter.models.sources import ItemState, Source, SourceItem, SourceKind
 from newsletter.models.subscribers import (
     ConsentEvent,
     ConsentKind,
@@ -68,6 +69,7 @@ __all__ = [
     "IssueRevision",
     "IssueSection",
     "IssueStatus",
+    "ItemState",
     "Job",
     "JobState",
     "LinkClick",
@@ -82,6 +84,9 @@ __all__ = [
     "SequenceEnrolment",
     "SequenceStatus",
     "SequenceStep",
+    "Source",
+    "SourceItem",
+    "SourceKind",
     "SubjectTest",
     "Subscriber",
     "SubscriberStatus",

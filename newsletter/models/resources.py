@@ -32,6 +32,11 @@ class Resource(Base):
     call_to_action: Mapped[str | None] = mapped_column(String(300))
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     origin: Mapped[str] = mapped_column(String(500), default="")
+    # Link health (``newsletter.resources.links``): ok / dead / moved, None until checked.
+    link_status: Mapped[str | None] = mapped_column(String(10), index=True)
+    link_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    link_final_url: Mapped[str | None] = mapped_column(String(2000))  # where a moved link ends
+    link_detail: Mapped[str | None] = mapped_column(String(300))  # "HTTP 404", "no answer in 10 s"
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -49,6 +49,8 @@ JOB_TABLE = "apscheduler_jobs"
 WAKEUP_PREFIXES = ("campaign-", "schedule-", "abtest-")
 BOUNCE_JOB = "bounces-poll"
 PURGE_JOB = "tracking-purge"
+SOURCES_JOB = "sources-poll"
+LINKS_JOB = "link-check"
 PURGE_HOURS = 6  # the raw click/open log is trimmed to tracking_retention_days this often
 MAX_WAKEUPS = 200  # date jobs kept ahead; anything further is caught by the sweep
 
@@ -75,6 +77,22 @@ def purge_tracking(key: str) -> None:
         runtime = _ACTIVE.get(key)
     if runtime is not None:
         runtime.purge_tracking()
+
+
+def poll_sources(key: str) -> None:
+    """The library-sources job: poll every source whose next poll is due (leader only)."""
+    with _ACTIVE_LOCK:
+        runtime = _ACTIVE.get(key)
+    if runtime is not None:
+        runtime.poll_sources()
+
+
+def check_links(key: str) -> None:
+    """The link-health job: check the library's links not checked for ``link_check_hours``."""
+    with _ACTIVE_LOCK:
+        runtime = _ACTIVE.get(key)
+    if runtime is not None:
+        runtime.check_links()
 
 
 def wake(key: str) -> None:
@@ -233,6 +251,14 @@ class SchedulerRuntime:
             purge_tracking, "interval", hours=PURGE_HOURS, args=[self.key], id=PURGE_JOB,
             name=PURGE_JOB, replace_existing=True, next_run_time=self.clock(),
         )  # fmt: skip
+        scheduler.add_job(
+            poll_sources, "interval", minutes=self.settings.sources_poll_minutes,
+            args=[self.key], id=SOURCES_JOB, name=SOURCES_JOB, replace_existing=True,
+        )  # fmt: skip
+        scheduler.add_job(
+            check_links, "interval", hours=self.settings.link_check_hours, args=[self.key],
+            id=LINKS_JOB, name=LINKS_JOB, replace_existing=True,
+        )  # fmt: skip
         self._scheduler = scheduler
 
     def _stop_apscheduler(self) -> None:
@@ -289,6 +315,31 @@ class SchedulerRuntime:
             return
         if deleted:
             log.info("tracking purge: %d events older than %s deleted", deleted, before.date())
+
+    def poll_sources(self) -> None:
+        """Poll the due library sources; each failure is the source's last result, not ours."""
+        from newsletter.sources.poll import poll_due
+
+        try:
+            results = poll_due(self.db, self.settings, now=self.clock)
+        except Exception:
+            log.exception("sources poll failed; retried at the next interval")
+            return
+        for result in results:
+            log.info("source #%d %s: %s", result.source_id, result.result, result.message)
+
+    def check_links(self) -> None:
+        """Check every library link not checked within ``link_check_hours``."""
+        from newsletter.resources.links import check_links
+
+        older = timedelta(hours=self.settings.link_check_hours)
+        try:
+            report = check_links(self.db, self.settings, now=self.clock, older_than=older)
+        except Exception:
+            log.exception("link check failed; retried at the next interval")
+            return
+        log.info("link check: %d checked, %d dead, %d moved", report.checked, report.dead,
+                 report.moved)  # fmt: skip
 
     def poll_bounces(self) -> None:
         """Read the bounce mailbox once; a failure is logged and retried at the next interval."""

@@ -21,6 +21,7 @@ from newsletter.issues.preflight import inspect
 from newsletter.message import RenderedEmail
 from newsletter.models.issues import Issue, IssueStatus
 from newsletter.models.sending import Campaign, TestSend
+from newsletter.resources.links import warnings_for
 from newsletter.sending import campaigns
 from newsletter.sending.freeze import count_audience
 
@@ -73,7 +74,7 @@ def review(
     exclude: int | None = None,
 ) -> Review:
     """The review of sending ``issue`` (rendered for everyone) to ``topics``' subscribers."""
-    report = inspect(rendered)
+    report = inspect(rendered, links=lambda hrefs: warnings_for(hrefs, session=session))
     earlier = campaigns.earlier_send(issue.id, topics, session=session, exclude=exclude)
     return Review(
         issue=issue,

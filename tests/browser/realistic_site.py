@@ -26,6 +26,8 @@ from newsletter.db import Database, connect
 from newsletter.issues.source import load_source
 from newsletter.issues.store import import_source
 from newsletter.models import Campaign, Resource, Subscriber
+from newsletter.resources.classify import normalise_url
+from newsletter.resources.records import ResourceRecord
 from newsletter.scheduling import admin as scheduling
 from newsletter.sending import abtest, campaigns, service
 from newsletter.subscribers import links
@@ -187,6 +189,31 @@ def _edited_with_an_image(session: Any, settings: Settings) -> int:
     return int(first.id)
 
 
+def _library_inbox(session: Any) -> None:
+    """A feed polled once (two items waiting, one rejected) and two links found dead and moved."""
+    from newsletter.sources import inbox, poll
+    from newsletter.sources import registry as sources
+
+    now = datetime.now(UTC)
+    source = sources.add_source("https://example.org/feed.xml", session=session,
+                                every_minutes=360, now=now, actor=EDITOR)  # fmt: skip
+    records = [ResourceRecord(title=f"Feed item {n}", url=f"https://example.org/feed/{n}",
+                              summary="What the feed said about it.") for n in range(3)]  # fmt: skip
+    poll.store_new(source.id, records, session=session, now=now)
+    source.kind, source.last_result, source.last_polled_at = "feed", "ok", now
+    source.last_message, source.last_added = "3 new, 0 already known", 3
+    session.flush()
+    inbox.reject([inbox.list_items(session=session)[-1].id], session=session, actor=EDITOR,
+                 now=now)  # fmt: skip
+    rows = session.scalars(select(Resource).order_by(Resource.id).limit(2)).all()
+    for row, status in zip(rows, ("dead", "moved"), strict=True):
+        row.url = f"https://example.org/{row.slug}"
+        row.url_key = normalise_url(row.url)
+        row.link_status, row.link_checked_at = status, now
+        row.link_detail = "HTTP 404" if status == "dead" else "HTTP 200 after 1 redirect"
+        row.link_final_url = "https://example.org/moved-here" if status == "moved" else None
+
+
 def populate(db: Database, settings: Settings, seeds: Path) -> dict[str, Any]:
     """Everything the pages show; returns the ids and subscribers the routes need."""
     with db.session() as session:
@@ -226,6 +253,7 @@ def populate(db: Database, settings: Settings, seeds: Path) -> dict[str, Any]:
         endpoint = _webhook_with_a_log(session)
         sequence = _welcome_sequence(session)
         revision = _edited_with_an_image(session, settings)
+        _library_inbox(session)
         ids = {"campaign_id": sent, "scheduled_id": scheduled, "subscriber_id": ann.id,
                "resource_id": resource or 1, "job_id": job, "endpoint_id": endpoint,
                "sequence_id": sequence, "revision_id": revision}  # fmt: skip

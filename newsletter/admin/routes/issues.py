@@ -29,6 +29,7 @@ from newsletter.message import RenderedEmail, Template
 from newsletter.models import Issue, IssueStatus, Resource
 from newsletter.render import IssueContent, render_issue
 from newsletter.resources import library
+from newsletter.resources.links import warnings_for
 from newsletter.sending import service
 from newsletter.transports import Outcome, sender_from
 from newsletter.web.context import Ctx, WebContext
@@ -122,11 +123,17 @@ def create_issue(
 
 
 def rendered_report(
-    ctx: WebContext, content: IssueContent, images: preflight.ImageCheck | None = None
-) -> preflight.PreflightReport:
-    """Preflight of the email as it would go out now (a render failure is a problem too)."""
+    ctx: WebContext, content: IssueContent, images: preflight.ImageCheck | None = None,
+    session: Session | None = None,
+) -> preflight.PreflightReport:  # fmt: skip
+    """Preflight of the email as it would go out now (a render failure is a problem too).
+
+    With ``session``, links the last link check found dead or moved are warned about.
+    """
+    links = (lambda hrefs: warnings_for(hrefs, session=session)) if session else None
     try:
-        return preflight.inspect(render_issue(content, theme=ctx.settings), images=images)
+        rendered = render_issue(content, theme=ctx.settings)
+        return preflight.inspect(rendered, images=images, links=links)
     except NewsletterError as exc:
         return preflight.PreflightReport(problems=[str(exc)], warnings=[])
 
@@ -156,7 +163,8 @@ def editor_context(
     content = store.issue_content(issue, session=session)
     used = {i.resource_id for s in issue.sections for i in s.items if i.resource_id is not None}
     return {
-        "issue": issue, "content": content, "report": rendered_report(ctx, content, images),
+        "issue": issue, "content": content,
+        "report": rendered_report(ctx, content, images, session),
         "inbox": inbox(ctx, content),
         "editable": editable(issue), "topics": ctx.topics, "statuses": list(IssueStatus),
         "q": q, "picks": picks(session, q), "used": used,

@@ -30,6 +30,7 @@ from newsletter.render.markup import url_problem
 from newsletter.resources import library
 from newsletter.resources.classify import RESOURCE_TYPES
 from newsletter.resources.records import ImportWarning, ResourceRecord
+from newsletter.sources import inbox
 from newsletter.web.context import Ctx, WebContext
 
 router = editor_router()
@@ -90,6 +91,7 @@ def library_page(
         return page(
             request, "library/list.html.j2", rows=shown, pages=pages, filters=filters,
             types=RESOURCE_TYPES, topics=all_topics(ctx, session), error=error,
+            inbox_count=inbox.count_new(session=session),
         )  # fmt: skip
 
 
