@@ -32,6 +32,9 @@ class Resource(Base):
     call_to_action: Mapped[str | None] = mapped_column(String(300))
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     origin: Mapped[str] = mapped_column(String(500), default="")
+    # Link health (migration 0016): "ok", "dead" or "moved"; None until first checked.
+    link_status: Mapped[str | None] = mapped_column(String(10), index=True)
+    link_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -1,0 +1,182 @@
+"""Issue results, on both backends: Issue 42 sent through the memory transport, clicks stored
+by the real recorder (``engagement.store_hits``), SendGrid clicks as the webhook stores them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+from typer.testing import CliRunner
+
+from newsletter.cli import app
+from newsletter.config import Settings
+from newsletter.db import Database
+from newsletter.insights.results import NO_TOPIC, issue_results, sort_rows
+from newsletter.models import Campaign, Delivery, IssueLink, Subscriber, utcnow
+from newsletter.models.sending import TrackingEvent
+from newsletter.sending import campaigns, service
+from newsletter.tracking.engagement import store_hits
+from newsletter.transports import MemoryMessenger
+from tests.sending_helpers import add_subscribers
+
+BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124.0 Safari/537.36"
+
+
+@dataclass
+class Sent:
+    db: Database
+    settings: Settings
+    campaign_id: int
+    issue_id: int
+    ledger: dict[str, int]  # address -> delivery id
+    links: dict[int, IssueLink]  # position -> link
+
+    def click(self, email: str, position: int, *, times: int = 1, head: bool = False) -> None:
+        """``times`` clicks two hours after the send (a reader's), or a scanner's HEAD."""
+        late = (utcnow() + timedelta(hours=2)).timestamp()
+        hits = [
+            {"id": f"{email}-{position}-{n}-{head}", "k": "c", "d": self.ledger[email],
+             "i": self.issue_id, "p": position, "t": late + n * 30, "ua": BROWSER,
+             **({"h": 1} if head else {})}
+            for n in range(times)
+        ]  # fmt: skip
+        with self.db.session() as session:
+            store_hits(hits, session=session, now=utcnow(), window=timedelta(seconds=10))
+
+
+def send_issue42(db: Database, settings: Settings) -> Sent:
+    """Issue 42 to six readers: two chose Equity, two Policy & ESSA, two no topic."""
+    with db.session() as session:
+        add_subscribers(session, 2, prefix="eq", topics=("Equity",))
+        add_subscribers(session, 2, prefix="pol", topics=("Policy & ESSA",))
+        add_subscribers(session, 2, prefix="all")
+        cid = campaigns.create_campaign(42, session=session).id
+    assert service.start(db, settings, cid)
+    service.drain(db, settings, cid, messenger=MemoryMessenger())
+    with db.session() as session:
+        issue_id = session.scalars(select(Campaign.issue_id).where(Campaign.id == cid)).one()
+        ledger = dict(session.execute(
+            select(Subscriber.email, Delivery.id)
+            .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+        ).tuples().all())  # fmt: skip
+        links = {link.position: link for link in session.scalars(select(IssueLink))}
+        session.expunge_all()
+    return Sent(db, settings, cid, issue_id, ledger, links)
+
+
+@pytest.fixture
+def sent(issue42: Database, settings: Settings) -> Sent:
+    return send_issue42(issue42, settings)
+
+
+def _resource_link(sent: Sent, section: str) -> IssueLink:
+    return next(
+        link for _pos, link in sorted(sent.links.items())
+        if link.section_heading == section and link.resource_id is not None
+    )  # fmt: skip
+
+
+def test_each_link_and_resource_counts_unique_readers_clicks_machines_and_topics(
+    sent: Sent,
+) -> None:
+    equity = _resource_link(sent, "Equity in Practice")
+    policy = _resource_link(sent, "Policy & ESSA")
+    sent.click("eq0@example.org", equity.position, times=3)
+    sent.click("eq1@example.org", equity.position)
+    sent.click("all0@example.org", equity.position)
+    sent.click("pol0@example.org", equity.position, head=True)  # a scanner: machine
+    sent.click("pol1@example.org", policy.position)
+    with sent.db.session() as session:
+        found = issue_results(session, campaign_id=sent.campaign_id)
+    assert found.delivered == 6  # the memory transport: accepted counts as reached
+    assert found.topics == {"Equity": 2, "Policy & ESSA": 2, NO_TOPIC: 2}
+    row = next(r for r in found.links if r.position == equity.position)
+    assert (row.clickers, row.clicks, row.machine_clicks) == (3, 5, 1)
+    assert row.ctr == 0.5
+    assert (row.topics["Equity"].clickers, row.topics["Equity"].clicks) == (2, 4)
+    assert row.topics["Equity"].ctr == 1.0
+    assert row.topics[NO_TOPIC].clickers == 1
+    assert (row.topics["Policy & ESSA"].clickers, row.topics["Policy & ESSA"].machine_clicks) \
+        == (0, 1)  # fmt: skip
+    # The resource's title link and its call to action: one reader clicking both is one.
+    cta = [p for p, link in sent.links.items()
+           if link.resource_id == equity.resource_id and p != equity.position]  # fmt: skip
+    assert cta, "the seed item has a call to action linking to the same article"
+    sent.click("eq0@example.org", cta[0])
+    with sent.db.session() as session:
+        found = issue_results(session, campaign_id=sent.campaign_id)
+    resource = next(r for r in found.resources if r.resource_id == equity.resource_id)
+    assert (resource.clickers, resource.clicks, resource.machine_clicks) == (3, 6, 1)
+    assert found.share(next(r for r in found.links if r.position == equity.position)) == round(
+        5 / 7, 4
+    )
+    by_ctr = sort_rows(found.links, "ctr", descending=True)
+    assert by_ctr[0].position == equity.position
+    assert [r.position for r in sort_rows(found.links, "nonsense", descending=False)] == sorted(
+        sent.links
+    )
+
+
+def test_sendgrid_clicks_on_issue_links_count_and_redirect_urls_do_not(sent: Sent) -> None:
+    policy = _resource_link(sent, "Policy & ESSA")
+    with sent.db.session() as session:
+        session.execute(update(Campaign).values(transport="sendgrid"))
+        session.execute(update(Delivery).where(Delivery.id.in_(
+            [sent.ledger["eq0@example.org"], sent.ledger["pol0@example.org"]]
+        )).values(status="delivered"))  # fmt: skip
+        events = [
+            ("e1", "eq0@example.org", policy.url), ("e2", "eq0@example.org", policy.url),
+            ("e3", "pol0@example.org", policy.url),
+            ("e4", "pol0@example.org", f"{sent.settings.base_url}/r/abc"),  # our redirect
+        ]  # fmt: skip
+        for event_id, email, url in events:
+            session.add(TrackingEvent(
+                event_id=event_id, event="click", delivery_id=sent.ledger[email],
+                campaign_id=sent.campaign_id, occurred_at=utcnow(), detail=url,
+            ))  # fmt: skip
+    with sent.db.session() as session:
+        found = issue_results(session, campaign_id=sent.campaign_id)
+    assert found.delivered == 2  # SendGrid reports deliveries: only the delivered count
+    row = next(r for r in found.links if r.position == policy.position)
+    assert (row.clickers, row.clicks, row.machine_clicks, row.ctr) == (2, 3, 0, 1.0)
+    resource = next(r for r in found.resources if r.resource_id == policy.resource_id)
+    assert (resource.clickers, resource.clicks) == (2, 3)
+    assert sum(r.clicks for r in found.links) == 3
+
+
+def _invoke(settings: Settings, *args: str) -> Any:
+    env = {"NEWSLETTER_DATABASE_URL": settings.database_url,
+           "NEWSLETTER_VAR_DIR": str(settings.var_dir),
+           "NEWSLETTER_SECRET_KEY": "test-secret-key-not-default"}  # fmt: skip
+    if settings.database_schema:
+        env["NEWSLETTER_DATABASE_SCHEMA"] = settings.database_schema
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def test_campaign_report_json_and_csv(sent: Sent, tmp_path: Any) -> None:
+    equity = _resource_link(sent, "Equity in Practice")
+    sent.click("eq0@example.org", equity.position, times=2)
+    result = _invoke(sent.settings, "campaign", "report", str(sent.campaign_id), "--json",
+                     "--no-recipients")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    link = next(r for r in data["results"]["links"] if r["position"] == equity.position)
+    assert (link["unique_clickers"], link["clicks"], link["ctr"]) == (1, 2, round(1 / 6, 4))
+    assert link["topics"]["Equity"]["ctr"] == 0.5
+    out = tmp_path / "results.csv"
+    result = _invoke(sent.settings, "campaign", "report", str(sent.campaign_id),
+                     "--no-recipients", "--csv", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"{equity.position}" in result.stdout and "CTR" in result.stdout
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    mine = [r for r in rows if r["kind"] == "link" and r["position"] == str(equity.position)]
+    assert {r["topic"]: r["unique_clickers"] for r in mine} == {
+        "all": "1", "Equity": "1", "Policy & ESSA": "0", NO_TOPIC: "0"
+    }  # fmt: skip
+    assert {r["kind"] for r in rows} == {"link", "resource"}
