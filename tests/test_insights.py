@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -180,3 +181,35 @@ def test_campaign_report_json_and_csv(sent: Sent, tmp_path: Any) -> None:
         "all": "1", "Equity": "1", "Policy & ESSA": "0", NO_TOPIC: "0"
     }  # fmt: skip
     assert {r["kind"] for r in rows} == {"link", "resource"}
+
+
+def test_admin_report_sorts_by_column_links_slices_by_topic_and_downloads_csv(
+    sent: Sent,
+) -> None:
+    from tests.admin_helpers import signed_in_client
+
+    equity = _resource_link(sent, "Equity in Practice")
+    policy = _resource_link(sent, "Policy & ESSA")
+    sent.click("eq0@example.org", equity.position, times=2)
+    sent.click("pol0@example.org", policy.position)
+    sent.click("pol1@example.org", policy.position)
+    client = signed_in_client(sent.db, sent.settings, "admin")
+    base = f"/admin/campaigns/{sent.campaign_id}"
+    page = client.get(base)
+    assert page.status_code == 200 and "Links and resources" in page.text
+    assert 'aria-sort="ascending"' in page.text  # by position until a header is pressed
+    by_clickers = client.get(f"{base}?sort=clickers&dir=desc").text
+    table = by_clickers[by_clickers.index('id="results-links"') :]
+    order = [int(p) for p in re.findall(r'data-position="(\d+)"', table.split("</table>")[0])]
+    assert order[:2] == [policy.position, equity.position]
+    assert "sort=clickers&amp;dir=asc" in by_clickers  # pressing it again reverses
+    sliced = client.get(f"{base}?sort=clickers&dir=desc&topic=Equity").text
+    table = sliced[sliced.index('id="results-links"') :].split("</table>")[0]
+    assert re.findall(r'data-position="(\d+)"', table)[0] == str(equity.position)
+    answer = client.get(f"{base}/results.csv")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+    assert "attachment" in answer.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+    assert any(r["position"] == str(policy.position) and r["topic"] == "Policy & ESSA"
+               and r["unique_clickers"] == "2" for r in rows)  # fmt: skip
+    assert client.get("/admin/campaigns/999/results.csv").status_code == 404

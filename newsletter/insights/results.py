@@ -157,13 +157,18 @@ class IssueResults:
         return out.getvalue()
 
 
-def sort_rows(rows: Sequence[Row], key: str, *, descending: bool) -> list[Row]:
-    """Rows ordered by one column (ties by position); an unknown key sorts by position."""
+def sort_rows(
+    rows: Sequence[Row], key: str, *, descending: bool, topic: str | None = None
+) -> list[Row]:
+    """Rows ordered by one column of one slice (ties by position); unknown keys: position."""
     name = key if key in SORT_KEYS else "position"
 
     def value(row: Row) -> Any:
-        found = getattr(row, name)
-        return found.casefold() if isinstance(found, str) else found
+        if name in ("position", "label"):
+            found = getattr(row, name)
+            return found.casefold() if isinstance(found, str) else found
+        cell = row.total if not topic else row.topics.get(topic, Cell())
+        return getattr(cell, name)
 
     ordered = sorted(rows, key=lambda r: r.position)
     return sorted(ordered, key=value, reverse=descending)
