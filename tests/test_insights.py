@@ -213,3 +213,59 @@ def test_admin_report_sorts_by_column_links_slices_by_topic_and_downloads_csv(
     assert any(r["position"] == str(policy.position) and r["topic"] == "Policy & ESSA"
                and r["unique_clickers"] == "2" for r in rows)  # fmt: skip
     assert client.get("/admin/campaigns/999/results.csv").status_code == 404
+
+
+# --- the library remembers -------------------------------------------------------------------
+
+
+def test_each_resource_knows_its_issues_and_lifetime_clicks(sent: Sent) -> None:
+    from newsletter.insights import history
+
+    equity = _resource_link(sent, "Equity in Practice")
+    sent.click("eq0@example.org", equity.position, times=2)
+    sent.click("pol1@example.org", equity.position)
+    with sent.db.session() as session:
+        numbers = history.lifetime(session, [equity.resource_id])[equity.resource_id]
+        featured = history.featured_in(session, [equity.resource_id])[equity.resource_id]
+        everything = history.lifetime(session)
+    assert (numbers.clickers, numbers.clicks, numbers.delivered) == (2, 3, 6)
+    assert numbers.ctr == round(2 / 6, 4) and numbers.campaigns == {sent.campaign_id}
+    assert [(f.number, f.state) for f in featured] == [(42, "sent")]
+    assert everything[equity.resource_id].clickers == 2 and len(everything) >= 4
+    result = _invoke(sent.settings, "resources", "show", str(equity.resource_id))
+    assert result.exit_code == 0, result.output
+    assert "featured in: 42 (Issue 42: April 2018, sent)" in result.output
+    assert "2 readers clicked (3 clicks, 0 by machines) of 6 reached" in result.output
+    assert "click-through 33.3%" in result.output
+
+
+def test_library_filters_never_recent_dead_and_sorts_by_click_through(sent: Sent) -> None:
+    from newsletter.models import Resource
+    from tests.admin_helpers import signed_in_client
+
+    equity = _resource_link(sent, "Equity in Practice")
+    policy = _resource_link(sent, "Policy & ESSA")
+    sent.click("eq0@example.org", equity.position)
+    sent.click("eq1@example.org", equity.position)
+    sent.click("pol0@example.org", policy.position)
+    featured = {link.resource_id for link in sent.links.values() if link.resource_id}
+    with sent.db.session() as session:
+        everyone = set(session.scalars(select(Resource.id)))
+        dead = min(everyone - featured)
+        session.execute(update(Resource).where(Resource.id == dead).values(link_status="dead"))
+    client = signed_in_client(sent.db, sent.settings, "admin")
+
+    def ids(query: str) -> list[int]:
+        page = client.get(f"/admin/library?{query}")
+        assert page.status_code == 200
+        return [int(i) for i in re.findall(r'<a href="/admin/library/(\d+)">', page.text)]
+
+    never = set(ids("featured=never"))
+    assert never and not never & featured and never <= everyone - featured
+    assert set(ids("featured=recent")) == featured
+    assert ids("health=dead") == [dead]
+    ranked = ids("featured=recent&sort=ctr")
+    assert ranked[:2] == [equity.resource_id, policy.resource_id]
+    detail = client.get(f"/admin/library/{equity.resource_id}").text
+    assert "Issue 42: April 2018" in detail and 'id="lifetime"' in detail
+    assert "33.3" in detail  # 2 of 6 reached

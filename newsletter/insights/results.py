@@ -372,3 +372,25 @@ def _add_sendgrid(
     for (cid, rid, _delivery, segment), clicks in per_resource.items():
         if rid in by_resource:
             _add(by_resource[rid], audience.topics(cid, segment), 1, clicks, 0)
+
+
+def reached_by_campaign(session: Session, campaign_ids: Sequence[int]) -> dict[int, int]:
+    """Recipients reached per campaign, counted as ``issue_results`` counts them."""
+    if not campaign_ids:
+        return {}
+    transports = dict(session.execute(
+        select(Campaign.id, Campaign.transport).where(Campaign.id.in_(campaign_ids))
+    ).tuples().all())  # fmt: skip
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    for cid, status, count in session.execute(
+        select(Delivery.campaign_id, Delivery.status, func.count())
+        .where(Delivery.campaign_id.in_(campaign_ids))
+        .group_by(Delivery.campaign_id, Delivery.status)
+    ).tuples():
+        counts[cid][status] = int(count)
+    reached = {}
+    for cid, by_status in counts.items():
+        states = ["delivered"] if reports_delivery(transports.get(cid), by_status) else [
+            "delivered", "accepted"]  # fmt: skip
+        reached[cid] = sum(by_status.get(s, 0) for s in states)
+    return reached
