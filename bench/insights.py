@@ -10,7 +10,8 @@ topics, 2 % bounced), then ``--events`` first-party click events in
 in ten a machine's) summed into ``link_clicks`` exactly as the recorder keeps
 it (one row per link and recipient).  No ORM inserts.  Then it times
 ``insights.results.issue_results`` (every link and resource, overall and per
-topic) ``--repeats`` times after ``ANALYZE``, and prints the median and range.
+topic) ``--repeats`` times after ``VACUUM ANALYZE`` (what autovacuum does to a
+sent campaign's tables), and prints the median and range.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def seed(target: dataset.Target, recipients: int, events: int) -> dict[str, Any]
             _sums(session, cid)
             seeded = time.perf_counter() - started
         with db.engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("ANALYZE"))
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("VACUUM ANALYZE"))
             counts = {
                 name: conn.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar_one()
                 for name in ("deliveries", "engagement_events", "link_clicks")
@@ -136,17 +137,48 @@ def measure(target: dataset.Target, cid: int, repeats: int) -> list[float]:
     return seconds
 
 
+def explain(target: dataset.Target, cid: int) -> None:
+    """Each statement ``issue_results`` runs, with its time and its plan's top lines."""
+    db = connect(target.settings())
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, params: Any, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, params))
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with db.session() as session:
+            issue_results(session, campaign_id=cid)
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+        with db.engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            for statement, params in statements:
+                with raw.cursor() as cursor:
+                    cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, params)
+                    plan = [row[0] for row in cursor.fetchall()]
+                print(" ".join(statement.split())[:160])
+                print("\n".join("    " + line for line in plan[:14]))
+                print("    ...", plan[-1])
+    finally:
+        db.dispose()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--explain", action="store_true", help="Print each statement's plan.")
     args = parser.parse_args(argv)
     if not postgres_available(PG_URL):
         raise SystemExit(f"PostgreSQL is not reachable at {PG_URL}")
     with dataset.database("postgresql") as target:
         seeded = seed(target, args.recipients, args.events)
         print(json.dumps(seeded, default=str))
+        if args.explain:
+            explain(target, int(seeded["campaign_id"]))
         runs = measure(target, int(seeded["campaign_id"]), args.repeats)
     print(f"issue_results: median {statistics.median(runs):.3f} s "
           f"(range {min(runs):.3f}-{max(runs):.3f}, {len(runs)} runs)")  # fmt: skip

@@ -8,7 +8,7 @@ import io
 import json
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
@@ -269,3 +269,95 @@ def test_library_filters_never_recent_dead_and_sorts_by_click_through(sent: Sent
     detail = client.get(f"/admin/library/{equity.resource_id}").text
     assert "Issue 42: April 2018" in detail and 'id="lifetime"' in detail
     assert "33.3" in detail  # 2 of 6 reached
+
+
+# --- drafting help ---------------------------------------------------------------------------
+
+
+def test_the_next_title_is_renumbered_and_redated() -> None:
+    from datetime import date
+
+    from newsletter.insights.proposals import add_months, percent, retitle
+
+    assert retitle("Issue 42: April 2018", 42, 43, date(2018, 5, 1)) == "Issue 43: May 2018"
+    assert retitle("No. 9 - December 2019", 9, 10, add_months(date(2019, 12, 31), 1)) == (
+        "No. 10 - January 2020"
+    )
+    assert add_months(date(2020, 1, 31), 1) == date(2020, 2, 29)
+    assert (percent(0.08), percent(0.004), percent(0.0)) == ("8 %", "0.4 %", "0 %")
+
+
+def _add_resource(sent: Sent, title: str, topics: tuple[str, ...]) -> int:
+    from newsletter.resources import library
+    from newsletter.resources.records import ResourceRecord
+
+    record = ResourceRecord(title=title, url=f"https://example.org/{len(title)}", summary="New.",
+                            topics=topics, origin="test")  # fmt: skip
+    with sent.db.session() as session:
+        return library.add_resource(record, session=session, topics=[]).id
+
+
+def test_new_issue_proposes_number_title_and_ranked_unticked_resources(sent: Sent) -> None:
+    from datetime import date, datetime
+
+    from newsletter.insights import proposals
+    from newsletter.models import Issue, Schedule
+    from tests.admin_helpers import signed_in_client
+
+    equity = _resource_link(sent, "Equity in Practice")
+    sent.click("eq0@example.org", equity.position)
+    sent.click("eq1@example.org", equity.position)  # its resource's topics: 2 of 6 clicked
+    plain = _add_resource(sent, "A note with no history", ("Assessment",))
+    liked = _add_resource(sent, "An equity study", ("English Language Learners",))
+    with sent.db.session() as session:
+        proposed = proposals.next_issue(session, today=date(2026, 1, 1))
+        found = proposals.candidates(session)
+    assert (proposed.number, proposed.title, proposed.issue_date) == (
+        43, "Issue 43: May 2018", date(2018, 5, 1))  # fmt: skip
+    assert [c.resource.id for c in found] == [liked, plain]  # nothing featured is proposed
+    assert found[0].reasons == ["new since Issue 42", "topic English Language Learners: 33 % CTR"]
+    assert found[1].reasons == ["new since Issue 42"]
+    client = signed_in_client(sent.db, sent.settings, "admin")
+    page = client.get("/admin/issues").text
+    assert 'value="Issue 43: May 2018"' in page and 'value="2018-05-01"' in page
+    assert f'id="propose-{liked}"' in page and "checked" not in page.split('id="proposals"')[1]
+    assert "topic English Language Learners: 33 % CTR" in page
+    created = client.form("/admin/issues", {
+        "number": "43", "date": "2018-05-01", "title": "Issue 43: May 2018",
+        "subject": "May", "resources": str(liked),
+    })  # fmt: skip
+    assert created.status_code == 303, created.text
+    with sent.db.session() as session:
+        issue = session.scalars(select(Issue).where(Issue.number == 43)).one()
+        assert [(s.heading, [i.resource_id for i in s.items]) for s in issue.sections] == [
+            ("English Language Learners", [liked])]  # fmt: skip
+        session.add(Schedule(name="monthly", rule={"kind": "monthly"}, timezone="UTC",
+                             next_run_at=datetime(2018, 6, 12, 9, tzinfo=UTC)))  # fmt: skip
+    with sent.db.session() as session:
+        scheduled = proposals.next_issue(session, today=date(2026, 1, 1))
+    assert (scheduled.number, scheduled.issue_date, scheduled.title) == (
+        44, date(2018, 6, 12), "Issue 44: June 2018")  # fmt: skip
+    # The picker warns about a resource issue 42 featured; the CLI too.
+    picker = client.get("/admin/issues/43/picker?q=Distinctive").text
+    assert "already featured in Issue 42" in picker
+    result = _invoke(sent.settings, "issue", "add-item", "43", "--section", "Equity",
+                     "--resource", str(equity.resource_id))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"resource #{equity.resource_id} already featured in Issue 42" in result.output
+
+
+def test_issue_propose_and_new_from_the_cli(sent: Sent) -> None:
+    liked = _add_resource(sent, "An equity study", ("Equity",))
+    result = _invoke(sent.settings, "issue", "propose", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["next"]["title"] == "Issue 43: May 2018"
+    assert [c["id"] for c in data["candidates"]] == [liked]
+    result = _invoke(sent.settings, "issue", "new")
+    assert result.exit_code == 0, result.output
+    assert "created Issue 43 (issue-43-may-2018)" in result.output
+    with sent.db.session() as session:
+        from newsletter.models import Issue
+
+        issue = session.scalars(select(Issue).where(Issue.number == 43)).one()
+        assert issue.sections == []  # nothing chosen without the editor
