@@ -7,8 +7,9 @@ preparer, ``tracked_links``), one sent campaign whose ledger is written with
 ``generate_series`` (recipients spread over the 8 segments of the issue's 3
 topics, 2 % bounced), then ``--events`` first-party click events in
 ``engagement_events`` (40 % of recipients click, three links each, one event
-in ten a machine's) summed into ``link_clicks`` exactly as the recorder keeps
-it (one row per link and recipient).  No ORM inserts.  Then it times
+in ten a machine's) summed into ``link_clicks`` and ``resource_clicks``
+exactly as the recorder keeps them (one row per link, or resource, and
+recipient, with the recipient's segment).  No ORM inserts.  Then it times
 ``insights.results.issue_results`` (every link and resource, overall and per
 topic) ``--repeats`` times after ``VACUUM ANALYZE`` (what autovacuum does to a
 sent campaign's tables), and prints the median and range.
@@ -59,7 +60,7 @@ def seed(target: dataset.Target, recipients: int, events: int) -> dict[str, Any]
             conn.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("VACUUM ANALYZE"))
             counts = {
                 name: conn.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar_one()
-                for name in ("deliveries", "engagement_events", "link_clicks")
+                for name in ("deliveries", "engagement_events", "link_clicks", "resource_clicks")
             }
     finally:
         db.dispose()
@@ -113,12 +114,22 @@ def _events(session: Any, cid: int, issue_id: int, recipients: int, events: int,
 
 
 def _sums(session: Any, cid: int) -> None:
-    """``link_clicks`` as the recorder keeps it: one row per link and recipient."""
+    """``link_clicks`` and ``resource_clicks`` as the recorder keeps them (one row per link,
+    or resource, and recipient, with the recipient's segment)."""
     session.execute(sa.text(
-        "INSERT INTO link_clicks (link_id, delivery_id, campaign_id, human, machine, first_at) "
-        "SELECT link_id, delivery_id, campaign_id, count(*) FILTER (WHERE NOT machine), "
-        "count(*) FILTER (WHERE machine), min(occurred_at) FROM engagement_events "
-        "WHERE campaign_id = :cid GROUP BY link_id, delivery_id, campaign_id"
+        "INSERT INTO link_clicks (link_id, delivery_id, campaign_id, human, machine, first_at, "
+        "segment) SELECT e.link_id, e.delivery_id, e.campaign_id, "
+        "count(*) FILTER (WHERE NOT e.machine), count(*) FILTER (WHERE e.machine), "
+        "min(e.occurred_at), min(d.segment) FROM engagement_events e "
+        "JOIN deliveries d ON d.id = e.delivery_id "
+        "WHERE e.campaign_id = :cid GROUP BY e.link_id, e.delivery_id, e.campaign_id"
+    ), {"cid": cid})  # fmt: skip
+    session.execute(sa.text(
+        "INSERT INTO resource_clicks (resource_id, delivery_id, campaign_id, segment, human, "
+        "machine, first_at) SELECT l.resource_id, c.delivery_id, min(c.campaign_id), "
+        "min(c.segment), sum(c.human), sum(c.machine), min(c.first_at) FROM link_clicks c "
+        "JOIN issue_links l ON l.id = c.link_id WHERE l.resource_id IS NOT NULL "
+        "AND c.campaign_id = :cid GROUP BY l.resource_id, c.delivery_id"
     ), {"cid": cid})  # fmt: skip
 
 

@@ -26,8 +26,8 @@ from newsletter.models import (
     IssueItem,
     IssueLink,
     IssueSection,
-    LinkClick,
     Resource,
+    ResourceClick,
 )
 from newsletter.models.sending import TrackingEvent
 
@@ -129,13 +129,12 @@ def _clicks(
 ) -> Iterable[tuple[Any, ...]]:
     if not campaigns:
         return []
-    clicker = distinct(case((LinkClick.human > 0, LinkClick.delivery_id)))
+    r = ResourceClick
     first_party = (
-        select(IssueLink.resource_id, LinkClick.campaign_id, func.count(clicker),
-               func.sum(LinkClick.human), func.sum(LinkClick.machine))
-        .join(IssueLink, IssueLink.id == LinkClick.link_id)
-        .where(LinkClick.campaign_id.in_(campaigns), IssueLink.resource_id.is_not(None))
-        .group_by(IssueLink.resource_id, LinkClick.campaign_id)
+        select(r.resource_id, r.campaign_id, func.sum(case((r.human > 0, 1), else_=0)),
+               func.sum(r.human), func.sum(r.machine))
+        .where(r.campaign_id.in_(campaigns))
+        .group_by(r.resource_id, r.campaign_id)
     )  # fmt: skip
     sendgrid = (
         select(IssueLink.resource_id, TrackingEvent.campaign_id,

@@ -8,13 +8,14 @@ issue's topics they had chosen), so a topic's numbers describe who got the
 issue, not who holds the topic today; "(no topic chosen)" are the readers of
 the whole issue.
 
-First-party clicks come from ``link_clicks`` (one row per link and
-recipient).  For a campaign sent through SendGrid, SendGrid's own click
-events (``tracking_events``) count as well where their URL is one of the
-issue's links (the first link with that URL takes them): those are clicks on
-links first-party tracking did not rewrite (tracking off, or the reader opted
-out), so nothing is counted twice.  SendGrid cannot tell machines from
-people, so its clicks all count as human.
+First-party clicks come from ``link_clicks`` and ``resource_clicks`` (one
+row per link, or resource, and recipient, with the recipient's segment).
+For a campaign sent through SendGrid, SendGrid's own click events
+(``tracking_events``) count as well where their URL is one of the issue's
+links (the first link with that URL takes them): those are clicks on links
+first-party tracking did not rewrite (tracking off, or the reader opted out),
+so nothing is counted twice.  SendGrid cannot tell machines from people, so
+its clicks all count as human.
 
 Every number is a grouped query (a handful per report, none per recipient):
 see ``bench/insights.py`` for a 1M-recipient campaign.
@@ -29,11 +30,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, distinct, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.errors import NotFoundError
-from newsletter.models import Campaign, Delivery, Issue, IssueLink, LinkClick, Resource
+from newsletter.models import (
+    Campaign,
+    Delivery,
+    Issue,
+    IssueLink,
+    LinkClick,
+    Resource,
+    ResourceClick,
+)
 from newsletter.models.sending import TrackingEvent
 from newsletter.sending.campaigns import reports_delivery
 from newsletter.sending.segments import decode_segment
@@ -183,8 +192,8 @@ class _Audience:
 
     universes: dict[int, list[str]]
 
-    def topics(self, campaign_id: int, segment: str) -> list[str]:
-        chosen = decode_segment(segment, self.universes.get(campaign_id, []))
+    def topics(self, campaign_id: int, segment: str | None) -> list[str]:
+        chosen = decode_segment(segment or "", self.universes.get(campaign_id, []))
         return sorted(chosen) if chosen else [NO_TOPIC]
 
 
@@ -231,26 +240,24 @@ def _reached(
 
 
 def _first_party_links(session: Session, ids: Sequence[int]) -> list[tuple[Any, ...]]:
+    """Per link and segment: one table, the segment copied there by the recorder."""
     human = func.sum(case((LinkClick.human > 0, 1), else_=0))
     return list(session.execute(
-        select(LinkClick.campaign_id, LinkClick.link_id, Delivery.segment, human,
+        select(LinkClick.campaign_id, LinkClick.link_id, LinkClick.segment, human,
                func.sum(LinkClick.human), func.sum(LinkClick.machine))
-        .join(Delivery, Delivery.id == LinkClick.delivery_id)
         .where(LinkClick.campaign_id.in_(ids))
-        .group_by(LinkClick.campaign_id, LinkClick.link_id, Delivery.segment)
+        .group_by(LinkClick.campaign_id, LinkClick.link_id, LinkClick.segment)
     ).tuples())  # fmt: skip
 
 
 def _first_party_resources(session: Session, ids: Sequence[int]) -> list[tuple[Any, ...]]:
-    """Unique clickers of any of a resource's links (its title and its call to action)."""
-    clicker = distinct(case((LinkClick.human > 0, LinkClick.delivery_id)))
+    """Per resource and segment: any of its links (title, call to action) counts once."""
+    human = func.sum(case((ResourceClick.human > 0, 1), else_=0))
     return list(session.execute(
-        select(LinkClick.campaign_id, IssueLink.resource_id, Delivery.segment,
-               func.count(clicker), func.sum(LinkClick.human), func.sum(LinkClick.machine))
-        .join(IssueLink, IssueLink.id == LinkClick.link_id)
-        .join(Delivery, Delivery.id == LinkClick.delivery_id)
-        .where(LinkClick.campaign_id.in_(ids), IssueLink.resource_id.is_not(None))
-        .group_by(LinkClick.campaign_id, IssueLink.resource_id, Delivery.segment)
+        select(ResourceClick.campaign_id, ResourceClick.resource_id, ResourceClick.segment,
+               human, func.sum(ResourceClick.human), func.sum(ResourceClick.machine))
+        .where(ResourceClick.campaign_id.in_(ids))
+        .group_by(ResourceClick.campaign_id, ResourceClick.resource_id, ResourceClick.segment)
     ).tuples())  # fmt: skip
 
 

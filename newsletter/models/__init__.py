@@ -36,7 +36,7 @@ from newsletter.models.subscribers import (
     Suppression,
     SuppressionReason,
 )
-from newsletter.models.tracking import EngagementEvent, IssueLink, LinkClick
+from newsletter.models.tracking import EngagementEvent, IssueLink, LinkClick, ResourceClick
 
 __all__ = [
     "ApiToken",
@@ -61,6 +61,7 @@ __all__ = [
     "JobState",
     "LinkClick",
     "Resource",
+    "ResourceClick",
     "ResourceTopic",
     "Role",
     "Schedule",

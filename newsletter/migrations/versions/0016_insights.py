@@ -1,9 +1,12 @@
-"""Insights: link health columns on resources, and indexes for the issue-results query.
+"""Insights: link health columns on resources; clicks per resource; segments on click sums.
 
 ``link_status`` (ok, dead, moved; NULL: never checked) and ``link_checked_at``
 are what the library's "dead link" filter reads; the link-health checker
-writes them.  ``ix_deliveries_campaign_segment`` lets the results query count
-a campaign's reached recipients per segment from the index alone.
+writes them.  ``resource_clicks`` sums clicks per library resource and
+recipient (unique clickers of a resource whose title and call to action are
+two links), and both it and ``link_clicks`` carry the recipient's frozen
+segment: the issue results then read one table each, never the ledger
+(bench/insights.py: a 1M-recipient campaign).  Existing sums are backfilled.
 
 Revision ID: 0016_insights
 Revises: 0013_automation
@@ -26,9 +29,37 @@ def upgrade() -> None:
     op.add_column("resources", sa.Column("link_status", sa.String(10)))
     op.add_column("resources", sa.Column("link_checked_at", UTCDateTime))
     op.create_index("ix_resources_link_status", "resources", ["link_status"])
+    op.add_column("link_clicks", sa.Column("segment", sa.String(1000)))
+    op.create_table(
+        "resource_clicks",
+        sa.Column("resource_id", sa.Integer, nullable=False),
+        sa.Column("delivery_id", sa.BigInteger, nullable=False),
+        sa.Column("campaign_id", sa.Integer, nullable=False),
+        sa.Column("segment", sa.String(1000)),
+        sa.Column("human", sa.Integer, nullable=False),
+        sa.Column("machine", sa.Integer, nullable=False),
+        sa.Column("first_at", UTCDateTime, nullable=False),
+        sa.PrimaryKeyConstraint("resource_id", "delivery_id", name="pk_resource_clicks"),
+    )
+    op.create_index("ix_resource_clicks_campaign", "resource_clicks", ["campaign_id"])
+    op.execute(
+        "UPDATE link_clicks SET segment = (SELECT d.segment FROM deliveries d "
+        "WHERE d.id = link_clicks.delivery_id)"
+    )
+    op.execute(
+        "INSERT INTO resource_clicks (resource_id, delivery_id, campaign_id, segment, human, "
+        "machine, first_at) SELECT l.resource_id, c.delivery_id, MIN(c.campaign_id), "
+        "MIN(c.segment), SUM(c.human), SUM(c.machine), MIN(c.first_at) FROM link_clicks c "
+        "JOIN issue_links l ON l.id = c.link_id WHERE l.resource_id IS NOT NULL "
+        "GROUP BY l.resource_id, c.delivery_id"
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_resource_clicks_campaign", table_name="resource_clicks")
+    op.drop_table("resource_clicks")
+    with op.batch_alter_table("link_clicks") as batch:
+        batch.drop_column("segment")
     op.drop_index("ix_resources_link_status", table_name="resources")
     with op.batch_alter_table("resources") as batch:  # SQLite rebuilds the table
         batch.drop_column("link_checked_at")
