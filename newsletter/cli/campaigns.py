@@ -317,6 +317,31 @@ def report(
                   links=links or csv_path is not None, csv_path=csv_path)  # fmt: skip
 
 
+@app.command("clickmap")
+def clickmap_(ctx: typer.Context, campaign_id: int) -> None:
+    """Draw the issue's click map: Chromium lays the email out at 600 px, each link's box
+    and share of readers' clicks (shown on the admin campaign page)."""
+    from newsletter.insights import clickmap
+    from newsletter.models import Issue
+
+    app_ctx = app_context(ctx)
+    with app_ctx.db.session() as session:
+        issue_id = campaigns.get_campaign(campaign_id, session=session).issue_id
+        issue = session.get(Issue, issue_id)
+        assert issue is not None
+        found = clickmap.capture(app_ctx.settings, issue, session=session)
+        results = issue_results(session, campaign_id=campaign_id)
+    by_position = {row.position: row for row in results.links}
+    path = clickmap.image_path(app_ctx.settings, issue_id)
+    size = f"{found.width}x{found.height}, {len(found.boxes)} links"
+    console.print(f"wrote {path} ({size})", highlight=False)
+    for box in found.boxes:
+        row = by_position.get(box.position)
+        share = results.share(row) if row else 0.0
+        console.print(f"  #{box.position} at ({box.x:.0f}, {box.y:.0f}) {box.width:.0f}x"
+                      f"{box.height:.0f}: {share:.1%} of clicks", highlight=False)  # fmt: skip
+
+
 def _stop_on_sigterm() -> threading.Event:
     """SIGTERM/SIGINT: stop claiming, finish the batch in hand, exit."""
     stop = threading.Event()

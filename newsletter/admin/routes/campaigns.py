@@ -17,14 +17,21 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import Form, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.admin import reports
 from newsletter.admin.access import Admin, admin_router, page
 from newsletter.admin.charts import line_chart
-from newsletter.errors import DuplicateSendError, PreflightError, StateError, ValidationError
+from newsletter.errors import (
+    DuplicateSendError,
+    PreflightError,
+    RenderError,
+    StateError,
+    ValidationError,
+)
+from newsletter.insights import clickmap
 from newsletter.insights.results import SORT_KEYS, issue_results, sort_rows
 from newsletter.models import CampaignStatus, DeliveryStatus, Issue, IssueStatus
 from newsletter.scheduling import admin as scheduling
@@ -186,13 +193,15 @@ def _results(session: Session, campaign_id: int, view: ResultsView) -> dict[str,
 def _campaign_page(
     request: Request, ctx: WebContext, campaign_id: int, *, status_code: int = 200,
     error: str | None = None, problems: list[str] | None = None, q: str = "", state: str = "",
-    number: int = 1, view: ResultsView | None = None,
+    number: int = 1, view: ResultsView | None = None, map_error: str | None = None,
 ) -> Response:  # fmt: skip
     with ctx.db.session() as session:
         campaign = campaigns.get_campaign(campaign_id, session=session)
         issue = session.get(Issue, campaign.issue_id)
         report = campaigns.campaign_report(campaign_id, session=session, with_recipients=False)
         results = _results(session, campaign_id, view or ResultsView())
+        results["clickmap"] = clickmap.load(ctx.settings, campaign.issue_id)
+        results["map_error"] = map_error
         activity = reports.timeline(session, campaign_id)
         rows, pages = reports.recipients(session, campaign_id, q=q, status=state, page=number)
         tz = zone(ctx.settings.timezone)
@@ -225,6 +234,31 @@ def campaign_page(
     view = ResultsView(sort if sort in SORT_KEYS else "position",
                        "desc" if dir == "desc" else "asc", topic)  # fmt: skip
     return _campaign_page(request, ctx, campaign_id, q=q, state=state, number=number, view=view)
+
+
+@router.post("/campaigns/{campaign_id:int}/clickmap")
+def draw_clickmap(request: Request, ctx: Ctx, identity: Admin, campaign_id: int) -> Response:
+    """Lay the issue out in Chromium and store its click map (a few seconds, once per issue)."""
+    try:
+        with ctx.db.session() as session:
+            campaign = campaigns.get_campaign(campaign_id, session=session)
+            issue = session.get(Issue, campaign.issue_id)
+            assert issue is not None
+            clickmap.capture(ctx.settings, issue, session=session)
+    except (RenderError, StateError) as exc:
+        return _campaign_page(request, ctx, campaign_id, status_code=422, map_error=str(exc))
+    return RedirectResponse(f"/admin/campaigns/{campaign_id}?done=clickmap#clickmap-h",
+                            status_code=303)  # fmt: skip
+
+
+@router.get("/campaigns/{campaign_id:int}/clickmap.png")
+def clickmap_image(ctx: Ctx, identity: Admin, campaign_id: int) -> Response:
+    with ctx.db.session() as session:
+        issue_id = campaigns.get_campaign(campaign_id, session=session).issue_id
+    path = clickmap.image_path(ctx.settings, issue_id)
+    if not path.is_file():
+        return Response("no click map yet", status_code=404, media_type="text/plain")
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/campaigns/{campaign_id:int}/results.csv")
