@@ -162,8 +162,8 @@ def add_item(
             issue, section=section, resource=resource, position=position, session=session
         )
         console.print(f"added item #{item.id} to {section!r} at {item.position + 1}")
-        rid = item.resource_id
-        warning = proposals.recent_features(session, [rid], exclude=issue.number).get(rid or 0)
+        rid = item.resource_id or 0
+        warning = proposals.recent_features(session, [rid], exclude=issue.number).get(rid)
         if warning:
             err_console.print(f"[yellow]warning:[/] resource #{rid} {warning}", highlight=False)
 

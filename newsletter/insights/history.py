@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import case, distinct, func, select
+from sqlalchemy import case, distinct, func, literal, select
 from sqlalchemy.orm import Session
 
 from newsletter.insights.results import reached_by_campaign
@@ -83,7 +83,7 @@ def featured_in(session: Session, resource_ids: Iterable[int]) -> dict[int, list
         .order_by(Issue.number.desc())
     ).tuples()
     for rid, issue in rows:
-        entries = found[int(rid)]
+        entries = found[int(rid or 0)]
         if not entries or entries[-1].number != issue.number:
             entries.append(Featured(issue.number, issue.title, issue.issue_date, issue.state))
     return found
@@ -121,7 +121,7 @@ def _carried(session: Session, resource_ids: Iterable[int] | None) -> list[tuple
     )
     if resource_ids is not None:
         query = query.where(IssueLink.resource_id.in_(list(resource_ids)))
-    return [(int(r), int(c)) for r, c in session.execute(query).tuples()]
+    return [(int(r or 0), int(c)) for r, c in session.execute(query).tuples()]
 
 
 def _clicks(
@@ -138,7 +138,7 @@ def _clicks(
     )  # fmt: skip
     sendgrid = (
         select(IssueLink.resource_id, TrackingEvent.campaign_id,
-               func.count(distinct(TrackingEvent.delivery_id)), func.count(), 0)
+               func.count(distinct(TrackingEvent.delivery_id)), func.count(), literal(0))
         .join(Campaign, Campaign.id == TrackingEvent.campaign_id)
         .join(IssueLink, (IssueLink.issue_id == Campaign.issue_id)
               & (IssueLink.url == TrackingEvent.detail) & (IssueLink.occurrence == 0))

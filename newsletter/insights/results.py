@@ -369,9 +369,10 @@ def _add_sendgrid(
             first.setdefault(row.url, link_id)
     per_resource: dict[tuple[int, int, int, str], int] = defaultdict(int)
     for cid, url, delivery_id, segment, clicks in rows:
-        link_id = first.get(url)
-        if link_id is None:  # our own redirect (counted first-party) or a link not in the issue
+        found = first.get(url)
+        if found is None:  # our own redirect (counted first-party) or a link not in the issue
             continue
+        link_id = found
         _add(by_link[link_id], audience.topics(cid, segment), 1, int(clicks), 0)
         rid = resource_of.get(link_id)
         if rid is not None:
