@@ -112,6 +112,9 @@ def _invoke(settings: Settings, *args: str) -> Any:
     return CliRunner().invoke(app, list(args), env=env)
 
 
+@pytest.mark.parametrize(
+    "backend", ["sqlite"], indirect=True
+)  # the CLI/page over queries tested on both
 def test_campaign_report_json_and_csv(sent: Sent, tmp_path: Any) -> None:
     equity = _resource_link(sent, "Equity in Practice")
     sent.click("eq0@example.org", equity.position, times=2)
@@ -135,6 +138,9 @@ def test_campaign_report_json_and_csv(sent: Sent, tmp_path: Any) -> None:
     assert {r["kind"] for r in rows} == {"link", "resource"}
 
 
+@pytest.mark.parametrize(
+    "backend", ["sqlite"], indirect=True
+)  # the CLI/page over queries tested on both
 def test_admin_report_sorts_by_column_links_slices_by_topic_and_downloads_csv(
     sent: Sent,
 ) -> None:
@@ -298,6 +304,9 @@ def test_new_issue_proposes_number_title_and_ranked_unticked_resources(sent: Sen
     assert f"resource #{equity.resource_id} already featured in Issue 42" in result.output
 
 
+@pytest.mark.parametrize(
+    "backend", ["sqlite"], indirect=True
+)  # the CLI/page over queries tested on both
 def test_issue_propose_and_new_from_the_cli(sent: Sent) -> None:
     liked = _add_resource(sent, "An equity study", ("Equity",))
     result = _invoke(sent.settings, "issue", "propose", "--json")
