@@ -322,3 +322,28 @@ def test_issue_propose_and_new_from_the_cli(sent: Sent) -> None:
 
         issue = session.scalars(select(Issue).where(Issue.number == 43)).one()
         assert issue.sections == []  # nothing chosen without the editor
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_issue_results_add_up_every_campaign_of_the_issue(sent: Sent) -> None:
+    from newsletter.sending import campaigns, service
+    from newsletter.transports import MemoryMessenger
+
+    equity = _resource_link(sent, "Equity in Practice")
+    sent.click("eq0@example.org", equity.position)
+    with sent.db.session() as session:
+        again = campaigns.create_campaign(42, session=session, resend=True).id
+    assert service.start(sent.db, sent.settings, again)
+    service.drain(sent.db, sent.settings, again, messenger=MemoryMessenger())
+    with sent.db.session() as session:
+        second = session.scalars(select(Delivery.id).where(
+            Delivery.campaign_id == again)).first()  # fmt: skip
+    assert second is not None
+    sent.ledger = {"second@x": second}
+    sent.click("second@x", equity.position, times=2)
+    result = _invoke(sent.settings, "issue", "results", "42", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["campaigns"] == [sent.campaign_id, again] and data["delivered"] == 12
+    link = next(r for r in data["links"] if r["position"] == equity.position)
+    assert (link["unique_clickers"], link["clicks"], link["ctr"]) == (2, 3, round(2 / 12, 4))

@@ -114,6 +114,44 @@ def new(
         console.print(f"created {_issue_summary(issue)}", highlight=False)
 
 
+@app.command("results")
+def results(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="Issue number or slug."),
+    as_json: bool = typer.Option(False, "--json"),
+    csv_path: Path | None = typer.Option(
+        None, "--csv", dir_okay=False, help="Write the results as CSV here ('-': standard output)."
+    ),
+) -> None:
+    """Each link's and resource's results over every campaign of the issue.
+
+    Unique clickers are counted per campaign and added up: a reader who got the issue in
+    two campaigns is two chances to click.
+    """
+    from newsletter.insights.results import issue_results
+
+    with app_context(ctx).db.session() as session:
+        issue = store.get_issue(ref, session=session)
+        found = issue_results(session, issue_id=issue.id)
+    if csv_path is not None:
+        text = found.to_csv()
+        if str(csv_path) == "-":
+            console.out(text, end="", highlight=False)
+        else:
+            csv_path.write_text(text, encoding="utf-8")
+            err_console.print(f"wrote {csv_path}", highlight=False)
+    if as_json:
+        console.print_json(json.dumps(found.as_dict()))
+    elif csv_path is None:
+        table = Table("#", "link", "readers", "clicks", "CTR", "machine clicks",
+                      title=f"Issue {found.issue_number}: {len(found.campaign_ids)} campaign(s), "
+                      f"{found.delivered} reached")  # fmt: skip
+        for row in found.links:
+            table.add_row(str(row.position), row.label[:60], str(row.clickers), str(row.clicks),
+                          f"{row.ctr:.1%}", str(row.machine_clicks))  # fmt: skip
+        console.print(table)
+
+
 @app.command("propose")
 def propose(
     ctx: typer.Context,
