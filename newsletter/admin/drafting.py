@@ -222,3 +222,17 @@ def duplicate_last(today: date, *, session: Session) -> Issue:
     source.date = today
     source.status = IssueStatus.DRAFT
     return store.import_source(source, session=session)
+
+
+def add_proposed(issue: Issue, resource_id: int, *, session: Session) -> IssueItem:
+    """A proposed resource the editor ticked, in the section named after its first topic
+    ("In brief" without one), created if the issue has none by that name.  The section
+    gets no topics: who receives it stays the editor's choice."""
+    from newsletter.resources.library import get_resource
+
+    resource = get_resource(resource_id, session=session)
+    heading = resource.topics[0] if resource.topics else "In brief"
+    for section in issue.sections:
+        if section.heading.casefold() == heading.casefold():
+            heading = section.heading
+    return editor.add_item(issue, section=heading, resource=str(resource_id), session=session)

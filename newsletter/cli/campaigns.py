@@ -6,6 +6,7 @@ import json
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 import typer
@@ -19,9 +20,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from newsletter.cli.common import AppContext, app_context, console
+from newsletter.cli.common import AppContext, app_context, console, err_console
 from newsletter.db import Database
 from newsletter.errors import StateError, ValidationError
+from newsletter.insights.results import IssueResults, issue_results
 from newsletter.models.sending import DeliveryStatus
 from newsletter.sending import abtest, campaigns, service
 from newsletter.sending.engine import system_now
@@ -282,12 +284,16 @@ def _rate(name: str, value: float | None) -> str:
 
 
 def _print_report(
-    app_ctx: AppContext, campaign_id: int, *, as_json: bool, recipients: bool
-) -> None:
+    app_ctx: AppContext, campaign_id: int, *, as_json: bool, recipients: bool,
+    links: bool = False, csv_path: Path | None = None,
+) -> None:  # fmt: skip
     with app_ctx.db.session() as session:
         report = campaigns.campaign_report(campaign_id, session=session, with_recipients=recipients)
+        found = issue_results(session, campaign_id=campaign_id) if links or as_json else None
+    if csv_path is not None and found is not None:
+        _write_csv(found, csv_path)
     if as_json:
-        console.print_json(json.dumps(report.as_dict()))
+        console.print_json(json.dumps({**report.as_dict(), "results": found and found.as_dict()}))
         return
     console.print(
         f"campaign #{report.id} {report.name!r}: {report.status}"
@@ -320,6 +326,8 @@ def _print_report(
         )
         for row in report.unknown[:20]:
             console.print(f"  #{row['ledger_id']} {row['email']}: {row['detail']}", highlight=False)
+    if found is not None:
+        _print_links(found)
     if recipients and report.batches:
         batches = Table("batch", "status", "size", "attempts", "relay", "error")
         for b in report.batches:
@@ -365,6 +373,25 @@ def _print_subject_test(test: dict[str, object]) -> None:
                   f"{rest['reached']} reached", highlight=False)  # fmt: skip
 
 
+def _print_links(found: IssueResults) -> None:
+    """Each link of the issue: unique readers, clicks, click-through rate, machines apart."""
+    table = Table("#", "link", "section", "readers", "clicks", "CTR", "machine clicks",
+                  title=f"Issue {found.issue_number}: {found.delivered} reached")  # fmt: skip
+    for row in found.links:
+        table.add_row(str(row.position), row.label[:60], row.section or "", str(row.clickers),
+                      str(row.clicks), f"{row.ctr:.1%}", str(row.machine_clicks))  # fmt: skip
+    console.print(table)
+
+
+def _write_csv(found: IssueResults, path: Path) -> None:
+    text = found.to_csv()
+    if str(path) == "-":
+        console.out(text, end="", highlight=False)
+        return
+    path.write_text(text, encoding="utf-8")
+    err_console.print(f"wrote {path}", highlight=False)
+
+
 @app.command("status")
 def status(ctx: typer.Context, campaign_id: int) -> None:
     """Counts by state and rates."""
@@ -377,9 +404,49 @@ def report(
     campaign_id: int,
     as_json: bool = typer.Option(False, "--json"),
     recipients: bool = typer.Option(True, "--recipients/--no-recipients"),
+    links: bool = typer.Option(
+        True, "--links/--no-links", help="Each link's readers, clicks and click-through rate."
+    ),
+    csv_path: Path | None = typer.Option(
+        None,
+        "--csv",
+        help="Also write every link's and resource's results, overall and per "
+        "topic, as CSV to this file ('-': standard output).",
+        dir_okay=False,
+    ),
 ) -> None:
-    """Counts, rates, what is still unknown, and every recipient's row."""
-    _print_report(app_context(ctx), campaign_id, as_json=as_json, recipients=recipients)
+    """Counts, rates, each link's results, what is still unknown, and every recipient's row.
+
+    --json adds "results": per link and per resource, unique human clickers, clicks,
+    click-through rate over recipients reached, machine clicks, and the same per topic.
+    """
+    _print_report(app_context(ctx), campaign_id, as_json=as_json, recipients=recipients,
+                  links=links or csv_path is not None, csv_path=csv_path)  # fmt: skip
+
+
+@app.command("clickmap")
+def clickmap_(ctx: typer.Context, campaign_id: int) -> None:
+    """Draw the issue's click map: Chromium lays the email out at 600 px, each link's box
+    and share of readers' clicks (shown on the admin campaign page)."""
+    from newsletter.insights import clickmap
+    from newsletter.models import Issue
+
+    app_ctx = app_context(ctx)
+    with app_ctx.db.session() as session:
+        issue_id = campaigns.get_campaign(campaign_id, session=session).issue_id
+        issue = session.get(Issue, issue_id)
+        assert issue is not None
+        found = clickmap.capture(app_ctx.settings, issue, session=session)
+        results = issue_results(session, campaign_id=campaign_id)
+    by_position = {row.position: row for row in results.links}
+    path = clickmap.image_path(app_ctx.settings, issue_id)
+    size = f"{found.width}x{found.height}, {len(found.boxes)} links"
+    console.print(f"wrote {path} ({size})", highlight=False)
+    for box in found.boxes:
+        row = by_position.get(box.position)
+        share = results.share(row) if row else 0.0
+        console.print(f"  #{box.position} at ({box.x:.0f}, {box.y:.0f}) {box.width:.0f}x"
+                      f"{box.height:.0f}: {share:.1%} of clicks", highlight=False)  # fmt: skip
 
 
 def _stop_on_sigterm() -> threading.Event:

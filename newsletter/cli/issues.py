@@ -11,6 +11,7 @@ from rich.table import Table
 
 from newsletter.cli.common import AppContext, app_context, console, err_console
 from newsletter.errors import PreflightError, ValidationError
+from newsletter.insights import proposals
 from newsletter.issues import editor, store
 from newsletter.issues.assemble import content_from_source
 from newsletter.issues.preflight import ImageCheck, inspect
@@ -81,27 +82,108 @@ def export(
 @app.command("new")
 def new(
     ctx: typer.Context,
-    number: int = typer.Option(..., help="The issue number (unique)."),
-    title: str = typer.Option(..., help='e.g. "Issue 43: May 2018"'),
-    date_: str = typer.Option(..., "--date", help="YYYY-MM-DD"),
-    subject: str = typer.Option(..., help="The email subject line."),
+    number: int | None = typer.Option(None, help="The issue number (default: the last + 1)."),
+    title: str | None = typer.Option(
+        None, help='Default: the last title renumbered and redated ("Issue 43: May 2018").'
+    ),
+    date_: str | None = typer.Option(
+        None, "--date", help="YYYY-MM-DD (default: the schedule's next run, or a month on)."
+    ),
+    subject: str | None = typer.Option(None, help="The email subject line (default: the title)."),
     preheader: str = typer.Option("", help="Inbox preview text."),
 ) -> None:
-    """Create an empty draft issue."""
-    try:
-        issue_date = date.fromisoformat(date_)
-    except ValueError:
-        raise ValidationError(f"--date must be YYYY-MM-DD, not {date_!r}") from None
+    """Create an empty draft issue; what is not given is proposed from the last issue.
+
+    Resources worth adding are listed by 'newsletter issue propose'.
+    """
+    issue_date = None
+    if date_ is not None:
+        try:
+            issue_date = date.fromisoformat(date_)
+        except ValueError:
+            raise ValidationError(f"--date must be YYYY-MM-DD, not {date_!r}") from None
     with app_context(ctx).db.session() as session:
+        proposed = proposals.next_issue(session, today=date.today())
         issue = editor.new_issue(
-            number=number,
-            title=title,
-            issue_date=issue_date,
-            subject=subject,
+            number=number if number is not None else proposed.number,
+            title=title if title is not None else proposed.title,
+            issue_date=issue_date or proposed.issue_date,
+            subject=subject if subject is not None else proposed.subject,
             preheader=preheader,
             session=session,
         )
         console.print(f"created {_issue_summary(issue)}", highlight=False)
+
+
+@app.command("results")
+def results(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="Issue number or slug."),
+    as_json: bool = typer.Option(False, "--json"),
+    csv_path: Path | None = typer.Option(
+        None, "--csv", dir_okay=False, help="Write the results as CSV here ('-': standard output)."
+    ),
+) -> None:
+    """Each link's and resource's results over every campaign of the issue.
+
+    Unique clickers are counted per campaign and added up: a reader who got the issue in
+    two campaigns is two chances to click.
+    """
+    from newsletter.insights.results import issue_results
+
+    with app_context(ctx).db.session() as session:
+        issue = store.get_issue(ref, session=session)
+        found = issue_results(session, issue_id=issue.id)
+    if csv_path is not None:
+        text = found.to_csv()
+        if str(csv_path) == "-":
+            console.out(text, end="", highlight=False)
+        else:
+            csv_path.write_text(text, encoding="utf-8")
+            err_console.print(f"wrote {csv_path}", highlight=False)
+    if as_json:
+        console.print_json(json.dumps(found.as_dict()))
+    elif csv_path is None:
+        table = Table("#", "link", "readers", "clicks", "CTR", "machine clicks",
+                      title=f"Issue {found.issue_number}: {len(found.campaign_ids)} campaign(s), "
+                      f"{found.delivered} reached")  # fmt: skip
+        for row in found.links:
+            table.add_row(str(row.position), row.label[:60], str(row.clickers), str(row.clicks),
+                          f"{row.ctr:.1%}", str(row.machine_clicks))  # fmt: skip
+        console.print(table)
+
+
+@app.command("propose")
+def propose(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json"),
+    limit: int = typer.Option(proposals.CANDIDATES, min=1, max=100, help="Resources to list."),
+) -> None:
+    """The next issue's number, date and title, and resources worth adding, with why.
+
+    Nothing is created or added: 'issue new' and 'issue add-item' do that.
+    """
+    with app_context(ctx).db.session() as session:
+        proposed = proposals.next_issue(session, today=date.today())
+        found = [c.as_dict() for c in proposals.candidates(session, limit=limit)]
+    if as_json:
+        console.print_json(json.dumps({"next": proposed.as_dict(), "candidates": found}))
+        return
+    console.print(
+        f"next: {proposed.number} {proposed.title!r} on {proposed.issue_date.isoformat()} "
+        f"({proposed.basis})",
+        highlight=False,
+    )
+    if not found:
+        console.print("no new resources since the last issue")
+    for c in found:
+        console.print(f"  #{c['id']} {c['title']}: {'; '.join(c['reasons'])}", highlight=False)
+    if found:
+        console.print(
+            f"add one with: newsletter issue add-item {proposed.number} --section HEADING "
+            "--resource ID",
+            highlight=False,
+        )
 
 
 @app.command("add-item")
@@ -119,6 +201,10 @@ def add_item(
             issue, section=section, resource=resource, position=position, session=session
         )
         console.print(f"added item #{item.id} to {section!r} at {item.position + 1}")
+        rid = item.resource_id or 0
+        warning = proposals.recent_features(session, [rid], exclude=issue.number).get(rid)
+        if warning:
+            err_console.print(f"[yellow]warning:[/] resource #{rid} {warning}", highlight=False)
 
 
 @app.command("move-item")

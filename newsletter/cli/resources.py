@@ -11,6 +11,7 @@ from rich.table import Table
 
 from newsletter.cli.common import app_context, console, progress_bar
 from newsletter.config import classify_topics
+from newsletter.insights import history
 from newsletter.models import Resource
 from newsletter.models.base import utcnow
 from newsletter.resources import library, links
@@ -97,11 +98,24 @@ def search(ctx: typer.Context, query: str, as_json: bool = typer.Option(False, "
 
 @app.command("show")
 def show(ctx: typer.Context, ref: str = typer.Argument(..., help="Id, slug or URL.")) -> None:
-    """Everything about one resource."""
+    """Everything about one resource, the issues it was in, and its lifetime clicks."""
     with app_context(ctx).db.session() as session:
-        data = library.resource_as_dict(library.get_resource(ref, session=session))
+        row = library.get_resource(ref, session=session)
+        data = library.resource_as_dict(row)
+        featured = history.featured_in(session, [row.id]).get(row.id, [])
+        numbers = history.lifetime(session, [row.id]).get(row.id)
+        data["link_status"] = row.link_status
     for key, value in data.items():
         console.print(f"[bold]{key}[/]: {value if value is not None else ''}", highlight=False)
+    shown = ", ".join(f"{f.number} ({f.title}, {f.state})" for f in featured)
+    console.print(f"[bold]featured in[/]: {shown or 'never'}", highlight=False)
+    if numbers is not None:
+        console.print(
+            f"[bold]lifetime[/]: {numbers.clickers} readers clicked ({numbers.clicks} clicks, "
+            f"{numbers.machine_clicks} by machines) of {numbers.delivered} reached in "
+            f"{len(numbers.campaigns)} campaign(s): click-through {numbers.ctr:.1%}",
+            highlight=False,
+        )
 
 
 @app.command("add")

@@ -46,7 +46,7 @@ from newsletter.models.subscribers import (
     Suppression,
     SuppressionReason,
 )
-from newsletter.models.tracking import EngagementEvent, IssueLink, LinkClick
+from newsletter.models.tracking import EngagementEvent, IssueLink, LinkClick, ResourceClick
 
 __all__ = [
     "ApiToken",
@@ -75,6 +75,7 @@ __all__ = [
     "LinkClick",
     "MediaImage",
     "Resource",
+    "ResourceClick",
     "ResourceTopic",
     "Role",
     "Schedule",

@@ -4,7 +4,10 @@
 position up here); ``engagement_events`` is the raw log of each request to a
 tracked link or the open pixel, kept ``tracking_retention_days``;
 ``link_clicks`` sums it per link and recipient (unique clickers per link),
-kept with the campaign's history.
+kept with the campaign's history; ``resource_clicks`` the same per library
+resource and recipient (a resource's title and call to action are two links
+and one choice).  Both carry the recipient's frozen segment, so the issue
+results (``newsletter.insights.results``) read them without the ledger.
 """
 
 from __future__ import annotations
@@ -75,6 +78,22 @@ class LinkClick(Base):
     link_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     delivery_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(Integer)
+    human: Mapped[int] = mapped_column(Integer, default=0)
+    machine: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    segment: Mapped[str | None] = mapped_column(String(1000))  # the ledger row's (0016)
+
+
+class ResourceClick(Base):
+    """Clicks of one recipient on any link to one library resource (migration 0020_insights)."""
+
+    __tablename__ = "resource_clicks"
+    __table_args__ = (Index("ix_resource_clicks_campaign", "campaign_id"),)
+
+    resource_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    segment: Mapped[str | None] = mapped_column(String(1000))
     human: Mapped[int] = mapped_column(Integer, default=0)
     machine: Mapped[int] = mapped_column(Integer, default=0)
     first_at: Mapped[datetime] = mapped_column(UTCDateTime)

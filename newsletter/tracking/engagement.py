@@ -5,8 +5,9 @@ one transaction it classifies each hit (``machine``), inserts the new ones
 into ``engagement_events`` (unique on the record id, so a batch stored twice
 changes nothing), and adds them up on the ledger rows (human opens and
 clicks, machine ones apart; a reader's click also marks the message opened)
-and per link and recipient (``link_clicks``).  Hits for a reader who turned
-tracking off since, or for a ledger row that does not exist, are dropped.
+per link and recipient (``link_clicks``) and per library resource and
+recipient (``resource_clicks``), both with the recipient's segment.  Hits for a
+reader who turned tracking off since, or for a ledger row that does not exist, are dropped.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from sqlalchemy.orm import Session
 from newsletter.automation.webhooks import outbox as webhook_outbox
 from newsletter.models.sending import Campaign, Delivery, SendBatch
 from newsletter.models.subscribers import Subscriber
-from newsletter.models.tracking import EngagementEvent, IssueLink, LinkClick
+from newsletter.models.tracking import EngagementEvent, IssueLink, LinkClick, ResourceClick
 from newsletter.tracking import machine, pgsql
 from newsletter.tracking.machine import Hit
 
 DELIVERIES = cast(Table, Delivery.__table__)
 EVENTS = cast(Table, EngagementEvent.__table__)  # Core tables: the ORM's bulk path costs
 LINK_CLICKS = cast(Table, LinkClick.__table__)  # ~100 us a row, Core's a few
+RESOURCE_CLICKS = cast(Table, ResourceClick.__table__)
 CHUNK = 900  # bound parameters per IN list, under every backend's limit
 
 
@@ -74,9 +76,10 @@ def _chunks(values: Sequence[int]) -> Iterable[Sequence[int]]:
 
 def _deliveries(
     session: Session, ids: Sequence[int]
-) -> dict[int, tuple[int, int, datetime | None]]:
-    """Ledger id -> (campaign, issue, when its batch was sent), for readers still tracked."""
-    found: dict[int, tuple[int, int, datetime | None]] = {}
+) -> dict[int, tuple[int, int, datetime | None, str]]:
+    """Ledger id -> (campaign, issue, when its batch was sent, segment), for readers still
+    tracked."""
+    found: dict[int, tuple[int, int, datetime | None, str]] = {}
     for chunk in _chunks(ids):
         rows = session.execute(
             select(
@@ -84,24 +87,26 @@ def _deliveries(
                 Delivery.campaign_id,
                 Campaign.issue_id,
                 func.coalesce(SendBatch.submitted_at, Delivery.updated_at),
+                Delivery.segment,
             )
             .join(Campaign, Campaign.id == Delivery.campaign_id)
             .outerjoin(SendBatch, SendBatch.id == Delivery.batch_id)
             .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .where(Delivery.id.in_(chunk), func.coalesce(Subscriber.tracking, True).is_(True))
         )
-        for did, cid, issue_id, sent_at in rows:
-            found[did] = (cid, issue_id, sent_at)
+        for did, cid, issue_id, sent_at, segment in rows:
+            found[did] = (cid, issue_id, sent_at, segment or "")
     return found
 
 
-def _links(session: Session, issues: set[int]) -> dict[tuple[int, int], int]:
+def _links(session: Session, issues: set[int]) -> dict[tuple[int, int], tuple[int, int | None]]:
+    """(issue, position) -> (link id, its library resource)."""
     rows = session.execute(
-        select(IssueLink.issue_id, IssueLink.position, IssueLink.id).where(
+        select(IssueLink.issue_id, IssueLink.position, IssueLink.id, IssueLink.resource_id).where(
             IssueLink.issue_id.in_(issues)
         )
     )
-    return {(issue, position): link_id for issue, position, link_id in rows}
+    return {(issue, position): (link_id, rid) for issue, position, link_id, rid in rows}
 
 
 def _postgres(session: Session) -> bool:
@@ -120,19 +125,23 @@ def store_hits(
     report = StoreReport(received=len(records))
     rows = [row for row in (_record(r) for r in records) if row is not None]
     ledger = _deliveries(session, sorted({r.hit.delivery_id for r in rows}))
-    rows = [r for r in rows if ledger.get(r.hit.delivery_id, (0, -1, None))[1] == r.issue_id]
+    rows = [r for r in rows if ledger.get(r.hit.delivery_id, (0, -1, None, ""))[1] == r.issue_id]
     report.dropped = len(records) - len(rows)
     if not rows:
         return report
     links = _links(session, {r.issue_id for r in rows})
     burst = machine.bursts([r.hit for r in rows])
     events: list[dict[str, Any]] = []
+    resource_of: dict[int, int | None] = {}
     for index, row in enumerate(rows):
-        campaign_id, _issue, sent_at = ledger[row.hit.delivery_id]
+        campaign_id, _issue, sent_at, _segment = ledger[row.hit.delivery_id]
         reason = machine.classify(row.hit, sent_at=sent_at, window=window)
         if reason is None and index in burst:
             reason = "scanner: many links at once"
-        link_id = links.get((row.issue_id, row.hit.position)) if row.hit.kind == "click" else None
+        found = links.get((row.issue_id, row.hit.position)) if row.hit.kind == "click" else None
+        link_id = found[0] if found else None
+        if found:
+            resource_of[found[0]] = found[1]
         events.append({
             "event_id": row.event_id, "kind": row.hit.kind, "delivery_id": row.hit.delivery_id,
             "campaign_id": campaign_id, "link_id": link_id, "occurred_at": row.hit.at,
@@ -153,7 +162,9 @@ def store_hits(
     report.machine = sum(1 for e in fresh if e["machine"])
     report.campaigns = {int(e["campaign_id"]) for e in fresh}
     _count_on_ledger(session, fresh)
-    _count_per_link(session, fresh)
+    segments = {did: entry[3] for did, entry in ledger.items()}
+    _count_per_link(session, fresh, segments)
+    _count_per_resource(session, fresh, segments, resource_of)
     webhook_outbox.human_clicks(session, fresh, now=now)  # message.clicked (people only)
     return report
 
@@ -194,39 +205,65 @@ def _count_on_ledger(session: Session, events: Sequence[dict[str, Any]]) -> None
     )
 
 
-def _count_per_link(session: Session, events: Sequence[dict[str, Any]]) -> None:
+def _sum_clicks(
+    events: Sequence[dict[str, Any]], segments: dict[int, str], key_of: Any, name: str
+) -> list[dict[str, Any]]:
+    """Clicks added up per (``name`` = ``key_of(event)``, recipient); ``None`` keys skipped."""
     sums: dict[tuple[int, int], dict[str, Any]] = {}
     for e in events:
-        if e["link_id"] is None:
+        key_id = key_of(e)
+        if key_id is None:
             continue
-        key = (e["link_id"], e["delivery_id"])
+        key = (key_id, e["delivery_id"])
         row = sums.get(key)
         if row is None:
             row = sums[key] = {
-                "link_id": e["link_id"], "delivery_id": e["delivery_id"],
+                name: key_id, "delivery_id": e["delivery_id"],
                 "campaign_id": e["campaign_id"], "human": 0, "machine": 0,
-                "first_at": e["occurred_at"],
+                "first_at": e["occurred_at"], "segment": segments.get(e["delivery_id"], ""),
             }  # fmt: skip
         row["machine" if e["machine"] else "human"] += 1
         if e["occurred_at"] < row["first_at"]:
             row["first_at"] = e["occurred_at"]
-    if not sums:
-        return
+    return list(sums.values())
+
+
+def _count_per_link(
+    session: Session, events: Sequence[dict[str, Any]], segments: dict[int, str]
+) -> None:
+    rows = _sum_clicks(events, segments, lambda e: e["link_id"], "link_id")
+    if rows:
+        _upsert(session, LINK_CLICKS, rows, "link_id")
+
+
+def _count_per_resource(
+    session: Session, events: Sequence[dict[str, Any]], segments: dict[int, str],
+    resource_of: dict[int, int | None],
+) -> None:  # fmt: skip
+    def resource(e: dict[str, Any]) -> int | None:
+        return resource_of.get(e["link_id"]) if e["link_id"] is not None else None
+
+    rows = _sum_clicks(events, segments, resource, "resource_id")
+    if rows:
+        _upsert(session, RESOURCE_CLICKS, rows, "resource_id")
+
+
+def _upsert(session: Session, table: Table, rows: list[dict[str, Any]], key: str) -> None:
     if _postgres(session):
-        pgsql.add_per_link(session, list(sums.values()))
+        pgsql.add_per_key(session, table.name, key, rows)
         return
-    insert = _insert(session, LINK_CLICKS)
-    c = LINK_CLICKS.c
+    insert = _insert(session, table)
+    c = table.c
     session.execute(
         insert.on_conflict_do_update(
-            index_elements=["link_id", "delivery_id"],
+            index_elements=[key, "delivery_id"],
             set_={
                 "human": c.human + insert.excluded.human,
                 "machine": c.machine + insert.excluded.machine,
                 "first_at": func.min(c.first_at, insert.excluded.first_at),  # SQLite's scalar min
             },
         ),
-        list(sums.values()),
+        rows,
     )
 
 

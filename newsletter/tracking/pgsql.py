@@ -9,7 +9,8 @@ parsed by the server), so a batch costs a few microseconds a row:
 
 - insert the events, ``ON CONFLICT DO NOTHING``, returning the ids that were new;
 - add the new ones up on the ledger rows;
-- add them up per link and ledger row (``link_clicks``).
+- add them up per link and ledger row (``link_clicks``) and per resource
+  (``resource_clicks``).
 """
 
 from __future__ import annotations
@@ -57,19 +58,19 @@ ADD_TO_LEDGER = text(
     """
 )
 
-ADD_PER_LINK = text(
-    """
-    INSERT INTO link_clicks (link_id, delivery_id, campaign_id, human, machine, first_at)
+ADD_PER_KEY = """
+    INSERT INTO {table} ({key}, delivery_id, campaign_id, human, machine, first_at, segment)
     SELECT * FROM unnest(
-        CAST(:links AS INTEGER[]), CAST(:deliveries AS BIGINT[]), CAST(:campaigns AS INTEGER[]),
-        CAST(:humans AS INTEGER[]), CAST(:machines AS INTEGER[]), CAST(:firsts AS TIMESTAMPTZ[])
+        CAST(:keys AS INTEGER[]), CAST(:deliveries AS BIGINT[]), CAST(:campaigns AS INTEGER[]),
+        CAST(:humans AS INTEGER[]), CAST(:machines AS INTEGER[]), CAST(:firsts AS TIMESTAMPTZ[]),
+        CAST(:segments AS VARCHAR[])
     )
-    ON CONFLICT (link_id, delivery_id) DO UPDATE
-    SET human = link_clicks.human + EXCLUDED.human,
-        machine = link_clicks.machine + EXCLUDED.machine,
-        first_at = LEAST(link_clicks.first_at, EXCLUDED.first_at)
+    ON CONFLICT ({key}, delivery_id) DO UPDATE
+    SET human = {table}.human + EXCLUDED.human,
+        machine = {table}.machine + EXCLUDED.machine,
+        first_at = LEAST({table}.first_at, EXCLUDED.first_at)
     """
-)
+PER_KEY_TABLES = {("link_clicks", "link_id"), ("resource_clicks", "resource_id")}
 
 
 def _literal(values: Sequence[Any]) -> str:
@@ -104,7 +105,11 @@ def add_to_ledger(session: Session, sums: Sequence[dict[str, Any]]) -> None:
     session.execute(ADD_TO_LEDGER, {p: _literal([s[k] for s in sums]) for p, k in names.items()})
 
 
-def add_per_link(session: Session, sums: Sequence[dict[str, Any]]) -> None:
-    names = {"links": "link_id", "deliveries": "delivery_id", "campaigns": "campaign_id",
-             "humans": "human", "machines": "machine", "firsts": "first_at"}  # fmt: skip
-    session.execute(ADD_PER_LINK, {p: _literal([s[k] for s in sums]) for p, k in names.items()})
+def add_per_key(session: Session, table: str, key: str, sums: Sequence[dict[str, Any]]) -> None:
+    """Clicks per link (``link_clicks``) or per resource (``resource_clicks``) and recipient."""
+    assert (table, key) in PER_KEY_TABLES  # names in SQL: only ours
+    names = {"keys": key, "deliveries": "delivery_id", "campaigns": "campaign_id",
+             "humans": "human", "machines": "machine", "firsts": "first_at",
+             "segments": "segment"}  # fmt: skip
+    statement = text(ADD_PER_KEY.format(table=table, key=key))
+    session.execute(statement, {p: _literal([s[k] for s in sums]) for p, k in names.items()})

@@ -70,6 +70,9 @@ NOT_PAGES = {
     "/admin/issues/{number:int}/export": "a YAML download",
     "/admin/subscribers/export.csv": "a CSV download",
     "/media/{name}": "an uploaded image file (tests/test_editing.py)",
+    "/admin/campaigns/{campaign_id:int}/results.csv": "a CSV download (tests/test_insights.py)",
+    "/admin/campaigns/{campaign_id:int}/clickmap.png": "the click map's image, shown on the "
+    "campaign page (tests/browser/test_clickmap_browser.py)",
 }
 # Extra states of pages already listed: an error, a search, a refusal.
 EXTRA_STATES = {
@@ -79,6 +82,8 @@ EXTRA_STATES = {
         "/admin/issues/43?q=equity",
         "/admin/subscribers?q=reader1",
         "/admin/library?q=equity",
+        "/admin/library?featured=recent&sort=ctr",
+        "/admin/campaigns/1?sort=clicks&dir=desc",
     ],
 }
 

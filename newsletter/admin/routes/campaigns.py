@@ -12,17 +12,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import Form, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.admin import reports
 from newsletter.admin.access import Admin, admin_router, page
 from newsletter.admin.charts import line_chart
-from newsletter.errors import DuplicateSendError, PreflightError, StateError, ValidationError
+from newsletter.errors import (
+    DuplicateSendError,
+    PreflightError,
+    RenderError,
+    StateError,
+    ValidationError,
+)
+from newsletter.insights import clickmap
+from newsletter.insights.results import SORT_KEYS, issue_results, sort_rows
 from newsletter.models import CampaignStatus, DeliveryStatus, Issue, IssueStatus
 from newsletter.scheduling import admin as scheduling
 from newsletter.scheduling.times import parse_at, parse_date, zone
@@ -206,15 +216,52 @@ def _start(request: Request, ctx: WebContext, campaign_id: int) -> Response:
 # --- one campaign --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ResultsView:
+    """How the results tables are sorted and which audience slice they show."""
+
+    sort: str = "position"
+    dir: str = "asc"
+    topic: str = ""
+
+    @property
+    def descending(self) -> bool:
+        return self.dir == "desc"
+
+    def link(self, key: str) -> str:
+        """The query string a column header's link sorts by (a second press reverses)."""
+        again = key == self.sort and not self.descending
+        first = "asc" if key in ("position", "label") else "desc"
+        direction = ("desc" if again else "asc") if key == self.sort else first
+        return urlencode({k: v for k, v in {"sort": key, "dir": direction,
+                                            "topic": self.topic}.items() if v})  # fmt: skip
+
+    def aria(self, key: str) -> str:
+        if key != self.sort:
+            return "none"
+        return "descending" if self.descending else "ascending"
+
+
+def _results(session: Session, campaign_id: int, view: ResultsView) -> dict[str, object]:
+    found = issue_results(session, campaign_id=campaign_id)
+    topic = view.topic if view.topic in found.topics else None
+    order = partial(sort_rows, key=view.sort, descending=view.descending, topic=topic)
+    return {"results": found, "links": order(found.links), "resources": order(found.resources),
+            "view": ResultsView(view.sort, view.dir, topic or "")}  # fmt: skip
+
+
 def _campaign_page(
     request: Request, ctx: WebContext, campaign_id: int, *, status_code: int = 200,
     error: str | None = None, problems: list[str] | None = None, q: str = "", state: str = "",
-    number: int = 1,
+    number: int = 1, view: ResultsView | None = None, map_error: str | None = None,
 ) -> Response:  # fmt: skip
     with ctx.db.session() as session:
         campaign = campaigns.get_campaign(campaign_id, session=session)
         issue = session.get(Issue, campaign.issue_id)
         report = campaigns.campaign_report(campaign_id, session=session, with_recipients=False)
+        results = _results(session, campaign_id, view or ResultsView())
+        results["clickmap"] = clickmap.load(ctx.settings, campaign.issue_id)
+        results["map_error"] = map_error
         activity = reports.timeline(session, campaign_id)
         rows, pages = reports.recipients(session, campaign_id, q=q, status=state, page=number)
         tz = zone(ctx.settings.timezone)
@@ -231,7 +278,7 @@ def _campaign_page(
             q=q, state=state, states=[s.value for s in DeliveryStatus], error=error,
             problems=problems or [], timezone=ctx.settings.timezone, already_sent=earlier,
             already_sent_text=campaigns.describe_earlier(earlier) if earlier else "",
-            sends_in_process=ctx.sends_in_process,
+            sends_in_process=ctx.sends_in_process, sort_keys=SORT_KEYS, **results,
         )  # fmt: skip
 
 
@@ -240,8 +287,49 @@ def campaign_page(
     request: Request, ctx: Ctx, identity: Admin, campaign_id: int,
     q: Annotated[str, Query(max_length=320)] = "", state: Annotated[str, Query(max_length=20)] = "",
     number: Annotated[int, Query(alias="page", ge=1, le=1_000_000)] = 1,
+    sort: Annotated[str, Query(max_length=20)] = "position",
+    dir: Annotated[str, Query(max_length=4)] = "asc",
+    topic: Annotated[str, Query(max_length=100)] = "",
 ) -> Response:  # fmt: skip
-    return _campaign_page(request, ctx, campaign_id, q=q, state=state, number=number)
+    view = ResultsView(sort if sort in SORT_KEYS else "position",
+                       "desc" if dir == "desc" else "asc", topic)  # fmt: skip
+    return _campaign_page(request, ctx, campaign_id, q=q, state=state, number=number, view=view)
+
+
+@router.post("/campaigns/{campaign_id:int}/clickmap")
+def draw_clickmap(request: Request, ctx: Ctx, identity: Admin, campaign_id: int) -> Response:
+    """Lay the issue out in Chromium and store its click map (a few seconds, once per issue)."""
+    try:
+        with ctx.db.session() as session:
+            campaign = campaigns.get_campaign(campaign_id, session=session)
+            issue = session.get(Issue, campaign.issue_id)
+            assert issue is not None
+            clickmap.capture(ctx.settings, issue, session=session)
+    except (RenderError, StateError) as exc:
+        return _campaign_page(request, ctx, campaign_id, status_code=422, map_error=str(exc))
+    return RedirectResponse(f"/admin/campaigns/{campaign_id}?done=clickmap#clickmap-h",
+                            status_code=303)  # fmt: skip
+
+
+@router.get("/campaigns/{campaign_id:int}/clickmap.png")
+def clickmap_image(ctx: Ctx, identity: Admin, campaign_id: int) -> Response:
+    with ctx.db.session() as session:
+        issue_id = campaigns.get_campaign(campaign_id, session=session).issue_id
+    path = clickmap.image_path(ctx.settings, issue_id)
+    if not path.is_file():
+        return Response("no click map yet", status_code=404, media_type="text/plain")
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/campaigns/{campaign_id:int}/results.csv")
+def results_csv(ctx: Ctx, identity: Admin, campaign_id: int) -> Response:
+    """Every link's and resource's results, overall and per topic (as ``report --csv``)."""
+    with ctx.db.session() as session:
+        campaigns.get_campaign(campaign_id, session=session)  # 404 for an unknown campaign
+        text = issue_results(session, campaign_id=campaign_id).to_csv()
+    name = f"campaign-{campaign_id}-results.csv"
+    return Response(text, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
 
 
 @router.get("/api/campaigns/{campaign_id:int}/progress")

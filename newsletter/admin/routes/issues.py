@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -22,6 +22,7 @@ from newsletter.admin import drafting
 from newsletter.admin.access import Editor, admin_state, editor_router, page, wants_fragment
 from newsletter.admin.templating import NOTICES
 from newsletter.errors import NewsletterError, StateError, ValidationError
+from newsletter.insights import proposals
 from newsletter.issues import editor, preflight, revisions, store
 from newsletter.issues.preview import InboxLine, as_dark, inbox_line, sample_values
 from newsletter.issues.source import dump_source
@@ -86,12 +87,14 @@ def issues_list_page(
     error: str | None = None, values: dict[str, Any] | None = None,
 ) -> Response:  # fmt: skip
     issues = store.list_issues(session=session)
-    next_number = (session.scalar(select(func.max(Issue.number))) or 0) + 1
-    defaults = {"number": next_number, "date": ctx.clock().date().isoformat(), "title": "",
-                "subject": "", "preheader": ""}  # fmt: skip
+    proposed = proposals.next_issue(session, today=ctx.clock().date())
+    defaults = {"number": proposed.number, "date": proposed.issue_date.isoformat(),
+                "title": proposed.title, "subject": proposed.subject, "preheader": "",
+                "resources": []}  # fmt: skip
     return page(
         request, "issues/list.html.j2", status_code, issues=issues, error=error,
         values=values or defaults, counts={i.id: store.item_count(i) for i in issues},
+        proposed=proposed, candidates=proposals.candidates(session),
     )  # fmt: skip
 
 
@@ -100,9 +103,11 @@ def create_issue(
     request: Request, ctx: Ctx, identity: Editor, number: Line = "", title: Line = "",
     date_: Annotated[str, Form(alias="date", max_length=40)] = "", subject: Line = "",
     preheader: Line = "",
+    resources: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
 ) -> Response:  # fmt: skip
+    """A draft issue; the proposed resources the editor ticked go in (in their topic's section)."""
     values = {"number": number, "title": title, "date": date_, "subject": subject,
-              "preheader": preheader}  # fmt: skip
+              "preheader": preheader, "resources": resources}  # fmt: skip
     try:
         if not number.strip().isdigit():
             raise ValidationError("the issue number must be a whole number")
@@ -111,6 +116,8 @@ def create_issue(
                 number=int(number), title=title, issue_date=_date(date_), subject=subject,
                 preheader=preheader.strip(), session=session,
             )  # fmt: skip
+            for ref in dict.fromkeys(r for r in resources if r.isdigit()):
+                drafting.add_proposed(issue, int(ref), session=session)
             created = issue.number
     except ValidationError as exc:
         with ctx.db.session() as session:
@@ -167,7 +174,8 @@ def editor_context(
         "report": rendered_report(ctx, content, images, session),
         "inbox": inbox(ctx, content),
         "editable": editable(issue), "topics": ctx.topics, "statuses": list(IssueStatus),
-        "q": q, "picks": picks(session, q), "used": used,
+        "q": q, "picks": (found := picks(session, q)), "used": used,
+        "recent": proposals.recent_features(session, [r.id for r in found], exclude=issue.number),
     }  # fmt: skip
 
 
@@ -208,8 +216,9 @@ def picker(
             found, error = picks(session, q), None
         except ValidationError as exc:
             found, error = [], exc.message
+        recent = proposals.recent_features(session, [r.id for r in found], exclude=issue.number)
         return page(request, "issues/_picker.html.j2", issue=issue, picks=found, used=used,
-                    q=q, editable=editable(issue), error=error)  # fmt: skip
+                    q=q, editable=editable(issue), error=error, recent=recent)  # fmt: skip
 
 
 def _sample_email(ctx: WebContext, number: int) -> RenderedEmail:

@@ -24,6 +24,7 @@ from newsletter.admin.paging import paging
 from newsletter.admin.routes import jobs
 from newsletter.config import classify_topics
 from newsletter.errors import NewsletterError, ValidationError
+from newsletter.insights import history
 from newsletter.jobs import Reporter
 from newsletter.models import Resource, ResourceTopic
 from newsletter.render.markup import url_problem
@@ -47,6 +48,13 @@ class Filters:
     q: str = ""
     type: str = ""
     topic: str = ""
+    featured: str = ""  # "never", "recent" (the last 3 issues)
+    health: str = ""  # "dead", "moved" (link_status, written by the link-health check)
+    sort: str = ""  # "ctr": lifetime click-through rate, best first
+
+    @property
+    def narrowed(self) -> bool:
+        return bool(self.q or self.type or self.topic or self.featured or self.health)
 
     def query(self) -> str:
         """The filters as a query string, for pagination links."""
@@ -77,21 +85,33 @@ def find_resources(filters: Filters, *, session: Session, limit: int = 500) -> l
 @router.get("/library")
 def library_page(
     request: Request, ctx: Ctx, identity: Editor, q: str = "", type: str = "", topic: str = "",
+    featured: Annotated[str, Query(max_length=10)] = "",
+    health: Annotated[str, Query(max_length=10)] = "",
+    sort: Annotated[str, Query(max_length=10)] = "",
     number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
 ) -> Response:  # fmt: skip
-    filters = Filters(q=q.strip()[:200], type=type, topic=topic)
+    filters = Filters(
+        q=q.strip()[:200], type=type, topic=topic,
+        featured=featured if featured in history.FEATURED_FILTERS else "",
+        health=health if health in history.HEALTH_FILTERS else "",
+        sort="ctr" if sort == "ctr" else "",
+    )  # fmt: skip
     with ctx.db.session() as session:
         error = None
         try:
             rows = find_resources(filters, session=session)
         except ValidationError as exc:
             rows, error = [], exc.message
+        wanted = history.LibraryFilter(filters.featured, filters.health, filters.sort)
+        rows, numbers, featured_in = history.narrow(session, rows, wanted)
         pages = paging(number, len(rows))
         shown = rows[pages.offset : pages.offset + pages.per_page]
         return page(
             request, "library/list.html.j2", rows=shown, pages=pages, filters=filters,
             types=RESOURCE_TYPES, topics=all_topics(ctx, session), error=error,
             inbox_count=inbox.count_new(session=session),
+            numbers=numbers, featured_in=featured_in, featured_filters=history.FEATURED_FILTERS,
+            health_filters=history.HEALTH_FILTERS,
         )  # fmt: skip
 
 
@@ -128,6 +148,8 @@ def _edit_page(
     return page(
         request, "library/edit.html.j2", status_code, row=row, values=shown, error=error,
         types=RESOURCE_TYPES, topics=list(dict.fromkeys([*known, *row.topics])),
+        featured=history.featured_in(session, [row.id]).get(row.id, []),
+        numbers=history.lifetime(session, [row.id]).get(row.id),
     )  # fmt: skip
 
 
