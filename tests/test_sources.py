@@ -298,8 +298,8 @@ def test_cli_add_list_poll_inbox_remove(run: Run, site: Site, tmp_path: Path) ->
 
 
 def test_cli_bad_input_is_one_line_and_stores_nothing(run: Run, site: Site) -> None:
-    code, _, err = run("sources", "add", down_url())
-    assert code == 1
+    code, out, err = run("sources", "add", down_url())
+    assert code == 1 and "added" not in out  # a source that fails its first poll is not kept
     _one_line_error(err, "source not added", "cannot fetch")
     assert run("sources", "list", "--json")[1].strip() == "[]"
     site.pages["/garbage"] = Page(b"<rss><channel><item>", content_type="application/rss+xml")

@@ -54,9 +54,9 @@ def add(
         source = registry.add_source(url, session=session, every_minutes=minutes,
                                      now=utcnow(), kind=kind.value, actor="cli")  # fmt: skip
         source_id = source.id
-    console.print(f"added source #{source_id} {url} (every {registry.describe_every(minutes)})",
-                  highlight=False)  # fmt: skip
+    added = f"added source #{source_id} {url} (every {registry.describe_every(minutes)})"
     if not first_poll:
+        console.print(added, highlight=False)
         return
     (result,) = poll.poll_many([source_id], db=app_ctx.db, settings=app_ctx.settings, now=utcnow)
     if not result.ok or result.empty:
@@ -64,6 +64,8 @@ def add(
             registry.remove_source(source_id, session=session)
         why = result.message if not result.ok else f"nothing found there: {result.message}"
         raise NewsletterError(f"source not added: {why} (--no-poll adds it anyway)")
+    # Said only now: a source whose first poll fails is removed again, not added.
+    console.print(added, highlight=False)
     console.print(f"first poll: {result.message}; see: newsletter sources inbox", highlight=False)
 
 
