@@ -166,9 +166,12 @@ def explain(target: dataset.Target, cid: int) -> None:
             raw = conn.connection.dbapi_connection
             assert raw is not None
             for statement, params in statements:
-                with raw.cursor() as cursor:
+                cursor = raw.cursor()
+                try:
                     cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, params)
                     plan = [row[0] for row in cursor.fetchall()]
+                finally:
+                    cursor.close()
                 print(" ".join(statement.split())[:160])
                 print("\n".join("    " + line for line in plan[:14]))
                 print("    ...", plan[-1])

@@ -5,6 +5,9 @@ find the URL (memory, database, snapshot), append the hit to the spool and
 return; the web route answers.  ``Drainer`` is a thread of the web process
 that seals the spool every second and stores sealed files in batches, and
 refreshes the link cache; if the database is down it simply tries again.
+Under ``serve --processes N`` the supervisor stores every process's files and
+each web process's ``Drainer`` only seals and refreshes (``stores=False``): a
+file nobody seals is never stored until that process stops.
 """
 
 from __future__ import annotations
@@ -147,8 +150,12 @@ class Recorder:
 class Drainer:
     """A thread draining the spool every ``interval`` seconds and refreshing the link cache."""
 
-    def __init__(self, recorder: Recorder, *, interval: float = 1.0, refresh: float = 60.0):
+    def __init__(
+        self, recorder: Recorder, *, interval: float = 1.0, refresh: float = 60.0,
+        stores: bool = True,
+    ) -> None:  # fmt: skip
         self.recorder, self.interval, self.refresh_every = recorder, interval, refresh
+        self.stores = stores
         self.stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tracking-drain", daemon=True)
         self._refreshed = 0.0
@@ -165,7 +172,10 @@ class Drainer:
         if time.monotonic() - self._refreshed >= self.refresh_every:
             self._attempt("link cache refresh", lambda: self.recorder.cache.refresh(now=utcnow()))
             self._refreshed = time.monotonic()
-        self._attempt("tracking drain", self.recorder.drain_once)
+        if self.stores:
+            self._attempt("tracking drain", self.recorder.drain_once)
+        else:  # another process stores it: seal only (no database, microseconds)
+            self._attempt("tracking seal", self.recorder.spool.rotate)
 
     @staticmethod
     def _attempt(what: str, work: Callable[[], object]) -> None:

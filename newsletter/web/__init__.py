@@ -61,15 +61,12 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # One drainer per run of the app (tests run one app many times); it stores what a
         # killed predecessor spooled, then every second.  With several web processes the
-        # supervising ``serve`` drains for all of them instead (``drains_spool=False``).
-        drainer = Drainer(recorder) if drains_spool else None
-        if drainer is not None:
-            drainer.start()
+        # supervising ``serve`` stores for all of them (``drains_spool=False``) and this
+        # one only seals its file every second (and on the way out) for it.
+        drainer = Drainer(recorder, stores=drains_spool)
+        drainer.start()
         yield
-        if drainer is not None:
-            drainer.close()
-        else:
-            recorder.spool.rotate()  # seal what this process wrote for the drainer
+        drainer.close()
         if owned:
             chosen.close()
 

@@ -127,7 +127,8 @@ def test_a_sigkill_after_1000_answered_redirects_loses_no_click(
 def test_several_web_processes_share_one_spool_and_one_drain(
     sent: tuple[Path, int, list[str]],
 ) -> None:
-    """``serve --processes 2``: the supervisor drains both processes' files, then stops cleanly."""
+    """``serve --processes 2``: the supervisor stores both processes' clicks while they run
+    (each seals its file every second), then stops cleanly."""
     folder, port, paths = sent
     server = _serve(folder, port, processes=2)
     try:
@@ -135,6 +136,10 @@ def test_several_web_processes_share_one_spool_and_one_drain(
                           timeout=10) as client:  # fmt: skip
             for n in range(300):
                 assert client.get(paths[n % len(paths)], follow_redirects=False).status_code == 302
+        deadline = time.monotonic() + 20  # stored while serving, not only at shutdown
+        while _events(folder)[0] < 300 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _events(folder) == (300, 300)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
