@@ -37,8 +37,11 @@ BEGIN, END = "<!-- deliverability:begin -->", "<!-- deliverability:end -->"
 # --- DKIM per message -----------------------------------------------------------------
 
 
-def _issue_batch(count: int) -> Any:
-    """An Issue 42 ``MessageBatch`` as the preparer makes it, without a database."""
+def _issue_batch(count: int, *, tracking: bool | None = None) -> Any:
+    """An Issue 42 ``MessageBatch`` as the preparer makes it, without a database.
+
+    ``tracking`` overrides the setting (its default, or ``NEWSLETTER_TRACKING``).
+    """
     from newsletter.config import classify_topics, load_settings
     from newsletter.issues.assemble import ResourceFacts, build_content
     from newsletter.issues.source import load_source
@@ -49,6 +52,8 @@ def _issue_batch(count: int) -> Any:
     from newsletter.sending.types import Addressee, ClaimedBatch
 
     settings = load_settings(base_url="https://news.example.org", secret_key="bench-secret")
+    if tracking is not None:
+        settings = settings.model_copy(update={"tracking": tracking})
     page = REPO / "newsletter" / "sample_data" / "library" / "003_23e90bc3fab8e407.txt"
     facts = {}
     for n, record in enumerate(parse_file(page).records, start=1):

@@ -53,3 +53,38 @@ def test_preview_writes_screenshots_at_both_widths(tmp_path: Path) -> None:
     assert 1500 < sizes["email-600.png"][1] < sizes["email-375.png"][1]
     html = files.html.read_text()
     assert _page_width(html, 375) <= 375  # no sideways scrolling on a phone
+
+
+def _screenshots(html: str) -> list[bytes]:
+    from playwright.sync_api import sync_playwright
+
+    from newsletter.issues.preview import CHROMIUM_ARGS, _route, chromium_path
+
+    shots = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        for width in (600, 375):
+            page = browser.new_page(viewport={"width": width, "height": 800})
+            page.route("**/*", _route)
+            page.set_content(html, wait_until="load")
+            shots.append(page.screenshot(full_page=True))
+            page.close()
+        browser.close()
+    return shots
+
+
+def test_a_line_per_table_row_renders_pixel_for_pixel_like_mjmls_own_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The newlines ``compile_mjml`` adds after rows and cells (so that quoted-printable
+    re-breaks a row per recipient, not a whole section) change no pixel at either width."""
+    import re
+
+    from newsletter.render import email as email_render
+
+    ours = render_issue(issue_42(), None, theme=THEME, renderer=Renderer()).html
+    monkeypatch.setattr(email_render, "_ROW_ENDS", re.compile("((?!))"))  # mjml-python as is
+    theirs = render_issue(issue_42(), None, theme=THEME, renderer=Renderer()).html
+    assert ours.replace("\n", "") == theirs.replace("\n", "")
+    assert max(map(len, ours.splitlines())) < 2000 < max(map(len, theirs.splitlines()))
+    assert _screenshots(ours) == _screenshots(theirs)

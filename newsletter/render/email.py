@@ -9,6 +9,7 @@ per recipient is ever rendered: names and URLs are ``%%placeholders%%`` that
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -51,12 +52,23 @@ def list_headers(theme: Theme) -> dict[str, str]:
     return headers
 
 
+# After a row or a table closes, whitespace renders as nothing (MJML's own JavaScript
+# compiler indents there); mjml-python writes whole sections as one line of 30 KB.
+_ROW_ENDS = re.compile(r"(</tr>|</td>|</table>|<tbody>|<tr>)(?!\n)")
+
+
 def compile_mjml(source: str) -> str:
-    """MJML to HTML; a compiler complaint becomes a ``RenderError``."""
+    """MJML to HTML, a line per table row; a compiler complaint becomes a ``RenderError``.
+
+    Short lines are what quoted-printable breaks least: a line with a
+    per-recipient value in it is re-broken for each recipient, so the lines
+    with links are kept to a row each instead of a section each.
+    """
     try:
-        return mjml2html(source, disable_comments=True)
+        html = mjml2html(source, disable_comments=True)
     except Exception as exc:  # mrml raises its own exception types
         raise RenderError(f"MJML did not compile: {exc}") from None
+    return _ROW_ENDS.sub("\\1\n", html)
 
 
 def _mjml_source(issue: IssueContent, theme: Theme, *, web: bool) -> str:

@@ -47,6 +47,7 @@ _LONGEST_HEADER = 900  # well under the policy's 998: nothing gets folded
 _BOUNDARY_WIDTH = len(repr(sys.maxsize - 1))  # as email.generator
 _HEADERS = HeaderRegistry()
 _PROBES = 3  # recipients tried as the probe (each costs one standard rendering)
+_UNBROKEN = 998  # a line this long or shorter, not ending in a space or tab: no soft break
 
 
 def new_boundary() -> str:
@@ -159,6 +160,30 @@ class _Body:
                 encoded: list[str] = []
                 _break("".join(str(piece) for piece in line), encoded.append)
                 self.lines.append(_crlf(encoded))
+        self._plan()
+
+    def _plan(self) -> None:
+        """``runs``: the payload as fixed text (runs of whole lines, CRLFs included) and lines
+        with values, so that a recipient costs a loop over the lines with values only.
+
+        With tracked links in most of MJML's long lines a per-line loop over the
+        whole body was half of a message's cost.  The last line is kept apart:
+        ``contentmanager`` drops it when it comes out empty.
+        """
+        runs: list[str | list[str | int]] = []
+        fixed: list[str] = []
+        for line in self.lines[:-1]:
+            if isinstance(line, str):
+                fixed.append(line + "\r\n")
+                continue
+            if fixed:
+                runs.append("".join(fixed))
+                fixed = []
+            runs.append([piece for piece in line if piece != ""])
+        if fixed:
+            runs.append("".join(fixed))
+        self.runs = runs
+        self.last_line = self.lines[-1]
 
     def encode(self, raw: dict[str, str], escaped: dict[str, str]) -> bytes | None:
         """The part's payload with CRLF line ends, or None if a value holds a line break."""
@@ -167,23 +192,33 @@ class _Body:
             value = escaped[name] if is_html else raw[name]
             if "\r" in value or "\n" in value:
                 return None
-            values.append(_translate(value.encode("utf-8")) if value else "")
+            if value.isascii() and value.isprintable() and "=" not in value:
+                values.append(value)  # what _translate leaves as it is (links, tokens, names)
+            else:
+                values.append(_translate(value.encode("utf-8")))
         out: list[str] = []
-        last = ""
-        for line in self.lines:
-            if isinstance(line, str):
-                out.append(line)
-                last = line
-                continue
-            text = "".join(values[p] if isinstance(p, int) else p for p in line)
-            broken: list[str] = []
-            _break(text, broken.append)
-            last = _crlf(broken)
+        for run in self.runs:
+            if isinstance(run, str):
+                out.append(run)
+            else:
+                out.append(_line(run, values))
+                out.append("\r\n")
+        last = self.last_line
+        last = last if isinstance(last, str) else _line(last, values)
+        if last or len(self.lines) == 1:  # the text ended with a newline: no empty line after it
             out.append(last)
-        if last == "" and len(out) > 1:
-            out.pop()  # the text ended with a newline: no empty line after it
-        out.append("")
-        return "\r\n".join(out).encode("ascii")
+            out.append("\r\n")
+        return "".join(out).encode("ascii")
+
+
+def _line(pieces: list[str | int], values: list[str]) -> str:
+    """One line with values, encoded: soft breaks only where ``_break`` would put them."""
+    text = "".join([values[p] if isinstance(p, int) else p for p in pieces])
+    if len(text) <= _UNBROKEN and text[-1:] not in (" ", "\t"):
+        return text  # what _break does with such a line: nothing
+    broken: list[str] = []
+    _break(text, broken.append)
+    return _crlf(broken)
 
 
 def _unstructured(name: str) -> bool:
