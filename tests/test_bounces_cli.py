@@ -13,11 +13,11 @@ from tests.test_cli import run_here as run
 
 CORPUS = Path(__file__).parent / "data" / "bounces"
 SAMPLES = [
-    CORPUS / "modern" / "postfix_user_unknown.eml",
-    CORPUS / "modern" / "arf_aol.eml",
-    CORPUS / "modern" / "autoreply_outlook.eml",
-    CORPUS / "modern" / "human_reply.eml",
-    CORPUS / "modern" / "gmail_over_quota.eml",
+    CORPUS / "modern" / "postfix_user_unknown.msg",
+    CORPUS / "modern" / "arf_aol.msg",
+    CORPUS / "modern" / "autoreply_outlook.msg",
+    CORPUS / "modern" / "human_reply.msg",
+    CORPUS / "modern" / "gmail_over_quota.msg",
 ]
 
 

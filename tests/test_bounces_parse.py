@@ -30,7 +30,7 @@ ROWS = _rows()
 
 
 def test_every_corpus_file_has_an_expectation() -> None:
-    files = {str(p.relative_to(CORPUS)) for p in CORPUS.glob("*/*") if p.suffix in (".eml", ".txt")}
+    files = {str(p.relative_to(CORPUS)) for p in CORPUS.glob("*/*") if p.suffix in (".msg", ".txt")}
     assert files == {row[0] for row in ROWS}
     assert len(files) > 140
 
@@ -59,7 +59,7 @@ def test_the_corpus_covers_every_kind_and_the_named_servers() -> None:
 
 
 def test_original_message_id_names_the_ledger_row() -> None:
-    parsed = parse((CORPUS / "modern/sendmail_dsn.eml").read_bytes(), verp=VERP)
+    parsed = parse((CORPUS / "modern/sendmail_dsn.msg").read_bytes(), verp=VERP)
     assert parsed.original_ids == ("<106.5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b@example.org>",)
     assert our_ledger_id(parsed.original_ids[0]) == 106
     assert our_ledger_id("<not-ours@example.org>") is None
@@ -90,7 +90,7 @@ def test_status_code_is_read_from_server_text() -> None:
 
 
 def test_json_line_has_exactly_the_documented_fields() -> None:
-    parsed = parse((CORPUS / "modern/gmail_no_such_user.eml").read_bytes(), verp=VERP)
+    parsed = parse((CORPUS / "modern/gmail_no_such_user.msg").read_bytes(), verp=VERP)
     line = json.loads(json.dumps(parsed.as_json("x.eml")))
     assert line == {
         "file": "x.eml", "kind": "hard", "recipients": ["henry.nobody@gmail.example"],
