@@ -37,7 +37,7 @@ BEGIN, END = "<!-- deliverability:begin -->", "<!-- deliverability:end -->"
 # --- DKIM per message -----------------------------------------------------------------
 
 
-def _issue_batch(count: int, *, tracking: bool | None = None) -> Any:
+def issue_batch(count: int, *, tracking: bool | None = None) -> Any:
     """An Issue 42 ``MessageBatch`` as the preparer makes it, without a database.
 
     ``tracking`` overrides the setting (its default, or ``NEWSLETTER_TRACKING``).
@@ -80,7 +80,7 @@ def dkim_per_message(count: int = 1000, repeats: int = 3) -> dict[str, Any]:
     from newsletter.transports.base import message_id
     from newsletter.transports.wire import BatchWire
 
-    batch = _issue_batch(count)
+    batch = issue_batch(count)
     rsa = dkim.DkimKey("example.org", "bench", dkim.generate("rsa"))
     ed = dkim.DkimKey("example.org", "bench-ed", dkim.generate("ed25519"))
     variants = {"unsigned": None, "rsa-sha256": [rsa], "ed25519-sha256": [ed],

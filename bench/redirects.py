@@ -15,8 +15,8 @@ two bounded wrk scenarios against it, each stopping by itself after
 
 It then waits, with the server still running, for the spool to drain and
 checks that every answered redirect became exactly one stored event (and
-how long after the last round the drain had caught up).  Loopback only.  The figures go to
-BENCHMARKS.md ("Redirects").
+how long after the last round the drain had caught up).  Loopback only.  The
+figures go to BENCHMARKS.md ("Redirects").
 """
 
 from __future__ import annotations
@@ -120,8 +120,8 @@ def run(backend: str, *, duration: float, connections: int, threads: int, proces
             env["NEWSLETTER_BASE_URL"] = BASE
             paths = prepare(env, workdir, recipients)
             (workdir / "paths.txt").write_text("\n".join(paths) + "\n")
-            options: dict[str, Any] = {"workdir": workdir, "duration": duration, "connections": connections,
-                       "threads": threads}  # fmt: skip
+            options: dict[str, Any] = {"workdir": workdir, "duration": duration,
+                                       "connections": connections, "threads": threads}  # fmt: skip
             extra = ["--no-worker", "--processes", str(processes)]
             bares: list[Scenario] = []
             redirects: list[Scenario] = []

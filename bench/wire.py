@@ -16,7 +16,7 @@ import argparse
 import statistics
 import time
 
-from bench.deliverability import _issue_batch
+from bench.deliverability import issue_batch
 
 
 def per_message(tracking: bool, messages: int, repeats: int) -> tuple[float, int]:
@@ -25,7 +25,7 @@ def per_message(tracking: bool, messages: int, repeats: int) -> tuple[float, int
     from newsletter.transports.base import message_id
     from newsletter.transports.wire import BatchWire
 
-    batch = _issue_batch(messages, tracking=tracking)
+    batch = issue_batch(messages, tracking=tracking)
     ids = [message_id(r.ref, batch.sender) for r in batch.recipients]
     samples, data = [], b""
     for _ in range(repeats):
@@ -35,6 +35,17 @@ def per_message(tracking: bool, messages: int, repeats: int) -> tuple[float, int
             data = wire.render(rcpt, msg_id)
         samples.append((time.process_time() - start) / messages * 1e6)
     return statistics.median(samples), len(data)
+
+
+def sample(*, tracking: bool) -> bytes:
+    """One recipient's wire bytes, as ``per_message`` renders them."""
+    from newsletter.transports import smtp
+    from newsletter.transports.base import message_id
+    from newsletter.transports.wire import BatchWire
+
+    batch = issue_batch(1, tracking=tracking)
+    rcpt = batch.recipients[0]
+    return bytes(BatchWire(batch, smtp._render).render(rcpt, message_id(rcpt.ref, batch.sender)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,3 +128,13 @@ def test_deliverability_bench_runs_and_reports(tmp_path: Path) -> None:
     deliverability.write(target, text)
     deliverability.write(target, text)  # replaces its block, never appends a second
     assert target.read_text().count(deliverability.BEGIN) == 1
+
+
+def test_wire_bench_renders_both_ways(capsys: pytest.CaptureFixture[str]) -> None:
+    """``bench.wire``: the tracked batch really carries tracked links (and the untracked none)."""
+    from bench import wire
+
+    assert wire.main(["--messages", "20", "--repeats", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["untracked", "tracked"]
+    assert b"/r/" not in wire.sample(tracking=False) and b"/r/" in wire.sample(tracking=True)

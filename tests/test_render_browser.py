@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from issue_helpers import THEME, issue_42
@@ -13,6 +15,7 @@ from newsletter.render import Renderer, render_issue
 from newsletter.transports import Sender
 
 pytestmark = pytest.mark.browser
+T = TypeVar("T")
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -22,20 +25,29 @@ def _png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
-def _page_width(html: str, viewport: int) -> int:
-    """The document's scroll width: wider than the viewport means sideways scrolling."""
+def _in_chromium(html: str, widths: tuple[int, ...], look: Callable[[Any], T]) -> list[T]:
+    """``look(page)`` for ``html`` at each viewport width, in one headless Chromium."""
     from playwright.sync_api import sync_playwright
 
     from newsletter.issues.preview import CHROMIUM_ARGS, _route, chromium_path
 
+    seen = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": viewport, "height": 800})
-        page.route("**/*", _route)
-        page.set_content(html, wait_until="load")
-        width = int(page.evaluate("document.documentElement.scrollWidth"))
+        for width in widths:
+            page = browser.new_page(viewport={"width": width, "height": 800})
+            page.route("**/*", _route)
+            page.set_content(html, wait_until="load")
+            seen.append(look(page))
+            page.close()
         browser.close()
-    return width
+    return seen
+
+
+def _page_width(html: str, viewport: int) -> int:
+    """The document's scroll width: wider than the viewport means sideways scrolling."""
+    look = lambda page: int(page.evaluate("document.documentElement.scrollWidth"))  # noqa: E731
+    return _in_chromium(html, (viewport,), look)[0]
 
 
 def test_preview_writes_screenshots_at_both_widths(tmp_path: Path) -> None:
@@ -56,21 +68,7 @@ def test_preview_writes_screenshots_at_both_widths(tmp_path: Path) -> None:
 
 
 def _screenshots(html: str) -> list[bytes]:
-    from playwright.sync_api import sync_playwright
-
-    from newsletter.issues.preview import CHROMIUM_ARGS, _route, chromium_path
-
-    shots = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        for width in (600, 375):
-            page = browser.new_page(viewport={"width": width, "height": 800})
-            page.route("**/*", _route)
-            page.set_content(html, wait_until="load")
-            shots.append(page.screenshot(full_page=True))
-            page.close()
-        browser.close()
-    return shots
+    return _in_chromium(html, (600, 375), lambda page: page.screenshot(full_page=True))
 
 
 def test_a_line_per_table_row_renders_pixel_for_pixel_like_mjmls_own_lines(

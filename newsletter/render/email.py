@@ -52,8 +52,9 @@ def list_headers(theme: Theme) -> dict[str, str]:
     return headers
 
 
-# After a row or a table closes, whitespace renders as nothing (MJML's own JavaScript
-# compiler indents there); mjml-python writes whole sections as one line of 30 KB.
+# Between table rows and cells, after a table and at the start of its body, whitespace
+# renders as nothing (MJML's own JavaScript compiler indents there); mjml-python writes
+# whole sections as one line of 30 KB.
 _ROW_ENDS = re.compile(r"(</tr>|</td>|</table>|<tbody>|<tr>)(?!\n)")
 
 

@@ -184,6 +184,7 @@ class _Body:
             runs.append("".join(fixed))
         self.runs = runs
         self.last_line = self.lines[-1]
+        self.one_line = len(self.lines) == 1
 
     def encode(self, raw: dict[str, str], escaped: dict[str, str]) -> bytes | None:
         """The part's payload with CRLF line ends, or None if a value holds a line break."""
@@ -205,7 +206,7 @@ class _Body:
                 out.append("\r\n")
         last = self.last_line
         last = last if isinstance(last, str) else _line(last, values)
-        if last or len(self.lines) == 1:  # the text ended with a newline: no empty line after it
+        if last or self.one_line:  # the text ended with a newline: no empty line after it
             out.append(last)
             out.append("\r\n")
         return "".join(out).encode("ascii")
